@@ -1,0 +1,62 @@
+# Two commands for a new user: `make run` and `make test`. Both create .venv on first use.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SPEC ?= data/movies/movies.yaml
+OUT ?= runs
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+# One Keras everywhere: TFT's transform layer is a tf_keras model.
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: run test lint format setup data clean
+
+run: $(STAMP)
+	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+setup: $(STAMP)
+
+# Python 3.10 is required (TFX 1.16 has no wheels for newer Pythons on glibc 2.36).
+# Look on PATH first, then under pyenv; stop with a clear message if there is none.
+$(STAMP): setup.py pyproject.toml constraints.txt
+	@set -e; \
+	py=""; \
+	for c in python3.10 python3 python; do \
+	  p=$$(command -v $$c 2>/dev/null || true); \
+	  if [ -n "$$p" ] && "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then py=$$p; break; fi; \
+	done; \
+	if [ -z "$$py" ] && command -v pyenv >/dev/null 2>&1; then \
+	  for v in $$(pyenv versions --bare 2>/dev/null | grep -E '^3\.10(\.[0-9]+)?$$' | sort -t. -k3 -n -r); do \
+	    p="$$(pyenv prefix $$v)/bin/python"; \
+	    if [ -x "$$p" ]; then py=$$p; break; fi; \
+	  done; \
+	fi; \
+	if [ -z "$$py" ]; then \
+	  echo "error: Python 3.10 is required (TFX 1.16 supports no newer Python here) and none was found." >&2; \
+	  echo "       Looked for python3.10/python3/python on PATH and for a 3.10.x under pyenv." >&2; \
+	  echo "       Install one (e.g. 'pyenv install 3.10.13') and run make again." >&2; \
+	  exit 1; \
+	fi; \
+	echo "Using $$py ($$($$py --version))"; \
+	rm -rf $(VENV); \
+	"$$py" -m venv $(VENV); \
+	$(PY) -m pip install --quiet --upgrade "pip<25" setuptools wheel; \
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev]'; \
+	touch $(STAMP)
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,184 @@
+"""DataGate: stops the pipeline before Transform when the data does not fit the schema or the spec.
+
+ExampleValidator only records anomalies; this component reads them, checks the schema against
+what the spec expects of every column (present, of a type its modality or head accepts, labels
+never missing), and fails the run with a readable summary naming the data file, the column and
+the problem. Transform depends on it, so nothing is transformed, trained or pushed after a
+failure.
+"""
+
+
+
+import csv
+import json
+import os
+
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
+from tfx import v1 as tfx
+from tfx.types import standard_artifact_utils
+from tfx.utils import io_utils
+
+from pipeline.spec import Spec
+from preprocessing import MODALITIES
+from preprocessing.base import BYTES, FLOAT, INT
+from preprocessing.heads import HEAD_TYPES
+
+# Values the training data never showed are what OOV buckets are for: reported, not blocking.
+NON_BLOCKING = {anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES}
+
+_TYPE_NAMES = {schema_pb2.INT: INT, schema_pb2.FLOAT: FLOAT, schema_pb2.BYTES: BYTES}
+
+
+class DataValidationError(RuntimeError):
+    """The data breaks the schema or the spec. The message is meant for the user, as is."""
+
+
+def check_data(
+    spec: Spec,
+    schema: schema_pb2.Schema,
+    stats: "dict[str, statistics_pb2.DatasetFeatureStatistics]",
+    anomalies: "dict[str, anomalies_pb2.Anomalies]",
+) -> "tuple[list[str], list[str]]":
+    """Returns (errors, warnings), each a list of one-line messages."""
+    errors, warnings = [], []
+    types = {f.name: _TYPE_NAMES.get(f.type, "UNKNOWN") for f in schema.feature}
+    where = _data_location(spec)
+
+    def expect(column, role, accepted):
+        if column not in types:
+            errors.append(f"{where}: column {column!r} ({role}) is not in the data; "
+                          f"columns found: {', '.join(sorted(types))}")
+        elif types[column] not in accepted:
+            found = types[column]
+            detail = _locate_bad_values(spec, column) if found == BYTES else ""
+            errors.append(f"{where}: column {column!r} ({role}) holds {_describe(found)}, but "
+                          f"{role.split(' ')[0]} needs {' or '.join(_describe(t) for t in sorted(accepted))}"
+                          f"{detail}")
+
+    for i in spec.inputs:
+        expect(i.column, f"input '{i.name}' ({i.modality})", MODALITIES[i.modality].schema_types)
+    for o in spec.outputs:
+        head_type = HEAD_TYPES[o.type]
+        expect(o.column, f"output '{o.name}' ({o.type} label)", head_type.schema_types)
+        if o.type == "binary" and types.get(o.column) == BYTES and not o.options["positive_values"]:
+            errors.append(f"{where}: column {o.column!r} (output '{o.name}') holds strings: "
+                          "set `positive_values` on the head to say which values are positive")
+        for split, split_stats in stats.items():
+            missing = _num_missing(split_stats, o.column)
+            if missing:
+                errors.append(f"{where}: label column {o.column!r} (output '{o.name}') is "
+                              f"missing in {missing} example(s) of split '{split}'; drop or "
+                              "fill those rows before training")
+    for s in spec.slices:
+        accepted = {INT, FLOAT} if s.bucket_width else {INT, FLOAT, BYTES}
+        expect(s.column, f"slice '{s.name}'", accepted)
+
+    for split, result in sorted(anomalies.items()):
+        for feature, info in sorted(result.anomaly_info.items()):
+            kinds = {r.type for r in info.reason}
+            line = (f"{where} (split '{split}'): column {feature!r}: "
+                    f"{info.short_description or 'anomaly'}: {info.description}")
+            if kinds and kinds <= NON_BLOCKING:
+                warnings.append(line)
+            else:
+                errors.append(line)
+        if result.HasField("dataset_anomaly_info"):
+            info = result.dataset_anomaly_info
+            errors.append(f"{where} (split '{split}'): {info.short_description}: "
+                          f"{info.description}")
+    return errors, warnings
+
+
+def _describe(schema_type: str) -> str:
+    return {INT: "integers", FLOAT: "numbers", BYTES: "strings/bytes"}.get(schema_type, schema_type)
+
+
+def _data_location(spec: Spec) -> str:
+    patterns = list(spec.data.patterns.values())
+    if len(patterns) == 1:
+        return os.path.join(spec.data.root, patterns[0])
+    return spec.data.root
+
+
+def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> int:
+    for f in stats.features:
+        if f.path.step and f.path.step[0] == column or f.name == column:
+            common = None
+            if f.HasField("num_stats"):
+                common = f.num_stats.common_stats
+            elif f.HasField("string_stats"):
+                common = f.string_stats.common_stats
+            elif f.HasField("bytes_stats"):
+                common = f.bytes_stats.common_stats
+            return int(common.num_missing) if common is not None else 0
+    return 0
+
+
+def _locate_bad_values(spec: Spec, column: str, limit: int = 3) -> str:
+    """For CSV data: the first lines whose value in `column` is not a number."""
+    if spec.data.format != "csv":
+        return ""
+    hits = []
+    for pattern in spec.data.patterns.values():
+        for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
+            with tf.io.gfile.GFile(path) as f:
+                reader = csv.DictReader(f)
+                for row in reader:
+                    value = row.get(column)
+                    if value in (None, ""):
+                        continue
+                    try:
+                        float(value)
+                    except ValueError:
+                        hits.append(f"{path} line {reader.line_num}: {value!r}")
+                        if len(hits) >= limit:
+                            return "; first bad values: " + "; ".join(hits)
+    return "; first bad values: " + "; ".join(hits) if hits else ""
+
+
+def _load_by_split(artifact, filename: str, proto_cls) -> dict:
+    out = {}
+    for split in standard_artifact_utils.decode_split_names(artifact.split_names):
+        path = os.path.join(standard_artifact_utils.get_split_uri([artifact], split), filename)
+        if tf.io.gfile.exists(path):
+            msg = proto_cls()
+            msg.ParseFromString(io_utils.read_bytes_file(path))
+            out[split] = msg
+    return out
+
+
+def _load_schema(artifact) -> schema_pb2.Schema:
+    path = os.path.join(artifact.uri, "schema.pbtxt")
+    return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
+
+
+@tfx.dsl.components.component
+def DataGate(  # noqa: N802 - a TFX component is named like a class
+    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    spec: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Fails the run with a readable summary when the data is not fit to transform."""
+    parsed = Spec.from_dict(json.loads(spec))
+    stats = {
+        split: lst.datasets[0]
+        for split, lst in _load_by_split(
+            statistics, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList
+        ).items()
+        if lst.datasets
+    }
+    errors, warnings = check_data(
+        parsed,
+        _load_schema(schema),
+        stats,
+        _load_by_split(anomalies, "SchemaDiff.pb", anomalies_pb2.Anomalies),
+    )
+    for w in warnings:
+        print(f"[DataGate] warning: {w}")
+    if errors:
+        raise DataValidationError(
+            "The data does not fit the schema or the spec; stopped before Transform "
+            f"({len(errors)} problem(s)):\n  - " + "\n  - ".join(errors)
+        )

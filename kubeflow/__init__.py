@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines runner (see issue #5)."""

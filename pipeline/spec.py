@@ -1,0 +1,483 @@
+"""The dataset spec: one YAML file declares the data, the model's inputs and outputs, and the slices.
+
+`load_spec(path)` reads and validates it. Every mistake found is reported at once, each with the
+spec's file name and the offending key (`movies.yaml: inputs[2].modality: ...`), before any TFX
+component starts. Defaults per modality and per head type fill in what the user leaves out.
+
+The resolved spec travels through the pipeline as a plain dict (`Spec.to_dict()`, in the
+components' custom_config) and is rebuilt with `Spec.from_dict()` inside the executors.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from preprocessing import MODALITIES
+from preprocessing.heads import HEAD_TYPES, label_name
+
+FORMATS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+PIPELINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+class SpecError(ValueError):
+    """The spec is wrong. `problems` is a list of (key, message); str() names the file too."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {key}: {message}" if key else f"{source}: {message}"
+                 for key, message in problems]
+        super().__init__(
+            f"{len(problems)} problem(s) in the dataset spec:\n  " + "\n  ".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    column: str
+    modality: str
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A blessing condition on one metric of one head (used by the Evaluator)."""
+
+    metric: str
+    min: float | None = None  # value must be >= min
+    max: float | None = None  # value must be <= max
+    max_regression: float | None = None  # may be worse than the blessed baseline by at most this
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    name: str
+    column: str
+    type: str
+    loss: str
+    loss_weight: float = 1.0
+    metrics: tuple = ()
+    class_weights: dict | None = None
+    gates: tuple = ()
+    options: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return label_name(self.name)
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    name: str
+    column: str
+    bucket_width: float | None = None  # numeric columns: slice by floor(x / w) * w
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    path: str  # absolute file, glob or directory
+    format: str
+    root: str  # directory ExampleGen reads (input_base)
+    patterns: dict  # split name -> file pattern under root ({'single_split': ...} when hashed)
+    hash_buckets: dict | None  # split name -> buckets, when ExampleGen splits by hash
+    split_key: str | None = None  # hash on this column instead of the whole example
+    schema: str | None = None  # a user-curated schema.pbtxt replaces the inferred schema
+
+
+TRAINING_DEFAULTS = {
+    "epochs": 10,
+    "batch_size": 64,
+    "learning_rate": 0.001,
+    "early_stopping_patience": 3,
+}
+MODEL_DEFAULTS = {"fusion": "concatenate", "trunk_units": [128, 64], "dropout": 0.2}
+FUSIONS = {"concatenate", "gated"}
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    data: DataSpec
+    inputs: tuple
+    outputs: tuple
+    slices: tuple = ()
+    training: dict = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
+    model: dict = field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict:
+        """The resolved spec in the YAML's own shape: `from_dict(to_dict())` gives it back."""
+        single = self.data.patterns.get("single_split")
+        data = {
+            "path": os.path.join(self.data.root, single) if single else self.data.root,
+            "format": self.data.format,
+            "split": dict(self.data.hash_buckets or self.data.patterns),
+        }
+        if self.data.split_key:
+            data["split_key"] = self.data.split_key
+        if self.data.schema:
+            data["schema"] = self.data.schema
+        outputs = []
+        for o in self.outputs:
+            out = {"name": o.name, "column": o.column, "type": o.type, "loss": o.loss,
+                   "loss_weight": o.loss_weight, "metrics": list(o.metrics),
+                   "gates": [{k: v for k, v in dataclasses.asdict(g).items() if v is not None}
+                             for g in o.gates], **o.options}
+            if o.class_weights:
+                out["class_weights"] = dict(o.class_weights)
+            outputs.append(out)
+        return {
+            "name": self.name,
+            "data": data,
+            "inputs": [{"name": i.name, "column": i.column, "modality": i.modality, **i.options}
+                       for i in self.inputs],
+            "outputs": outputs,
+            "slices": [{k: v for k, v in dataclasses.asdict(sl).items() if v is not None}
+                       for sl in self.slices],
+            "training": dict(self.training),
+            "model": dict(self.model),
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "<dict>", base_dir: str = ".",
+                  check_files: bool = False) -> Spec:
+        return _Parser(source, base_dir, check_files).parse(raw)
+
+    def fingerprint(self) -> str:
+        d = self.to_dict()
+        d.pop("source")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def input_columns(self) -> set:
+        return {i.column for i in self.inputs}
+
+
+def load_spec(path: str) -> Spec:
+    """Reads, resolves and validates a spec file, including that its data files exist."""
+    source = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise SpecError(path, [("", "spec file not found")])
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise SpecError(source, [("", f"not valid YAML: {e}")]) from None
+    return Spec.from_dict(raw, source=path, base_dir=os.path.dirname(os.path.abspath(path)),
+                          check_files=True)
+
+
+def _has_glob(path: str) -> bool:
+    return any(ch in os.path.basename(path) for ch in "*?[")
+
+
+def _isdir(path: str) -> bool:
+    import tensorflow as tf
+
+    return tf.io.gfile.isdir(path)
+
+
+class _Parser:
+    def __init__(self, source: str, base_dir: str, check_files: bool):
+        self.source = source
+        self.base_dir = base_dir
+        self.check_files = check_files
+        self.problems: list[tuple[str, str]] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.append((key, message))
+
+    def parse(self, raw: Any) -> Spec:
+        if not isinstance(raw, dict):
+            raise SpecError(self.source, [("", "must be a mapping with data, inputs, outputs")])
+        raw = copy.deepcopy(raw)
+        known = {"name", "data", "inputs", "outputs", "slices", "training", "model", "source"}
+        for key in raw:
+            if key not in known:
+                self.error(key, f"unknown section (known: {', '.join(sorted(known - {'source'}))})")
+        name = raw.get("name")
+        if not isinstance(name, str) or not PIPELINE_NAME_RE.match(name):
+            self.error("name", "must be a name of letters, digits, '_' or '-' "
+                               f"starting with a letter, got {name!r}")
+        data = self._data(raw.get("data"))
+        inputs = self._inputs(raw.get("inputs"))
+        outputs = self._outputs(raw.get("outputs"))
+        slices = self._slices(raw.get("slices") or [])
+        training = self._section("training", raw.get("training"), TRAINING_DEFAULTS)
+        model = self._section("model", raw.get("model"), MODEL_DEFAULTS)
+        self._cross_checks(inputs, outputs, slices, data)
+        if self.problems:
+            raise SpecError(self.source, self.problems)
+        return Spec(name=name, data=data, inputs=tuple(inputs), outputs=tuple(outputs),
+                    slices=tuple(slices), training=training, model=model,
+                    source=raw.get("source", self.source))
+
+    # -- data ------------------------------------------------------------------------------------
+    def _resolve(self, path: str) -> str:
+        if "://" in path or os.path.isabs(path):
+            return path
+        return os.path.normpath(os.path.join(self.base_dir, path))
+
+    def _data(self, raw) -> DataSpec | None:
+        if not isinstance(raw, dict):
+            self.error("data", "missing: give at least data.path")
+            return None
+        for key in raw:
+            if key not in {"path", "format", "split", "split_key", "schema"}:
+                self.error(f"data.{key}",
+                           "unknown key (known: path, format, split, split_key, schema)")
+        fmt = raw.get("format", "csv")
+        if fmt not in FORMATS:
+            self.error("data.format", f"must be one of {sorted(FORMATS)}, got {fmt!r}")
+            fmt = "csv"
+        path = raw.get("path")
+        if not isinstance(path, str) or not path:
+            self.error("data.path", "missing: the data file, glob or directory")
+            return None
+        path = self._resolve(path)
+        split = raw.get("split", {"train": 4, "eval": 1})
+        hash_buckets, patterns = None, {}
+        if not isinstance(split, dict) or set(split) != {"train", "eval"}:
+            self.error("data.split", "must map exactly 'train' and 'eval' to hash-bucket "
+                                     "counts (e.g. {train: 4, eval: 1}) or to file patterns")
+            split = {"train": 4, "eval": 1}
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in split.values()):
+            for k, v in split.items():
+                if v <= 0:
+                    self.error(f"data.split.{k}", f"must be a positive bucket count, got {v}")
+            hash_buckets = dict(split)
+            if self.check_files and not _has_glob(path) and _isdir(path):
+                root, pattern = path, FORMATS[fmt]
+            else:
+                root, pattern = os.path.dirname(path), os.path.basename(path)
+            patterns = {"single_split": pattern}
+        elif all(isinstance(v, str) and v for v in split.values()):
+            root, patterns = path, dict(split)
+        else:
+            self.error("data.split", "give both splits as bucket counts or both as file patterns")
+            root, patterns = path, {}
+        if self.check_files:
+            import tensorflow as tf
+
+            for split_name, pattern in patterns.items():
+                where = "data.path" if split_name == "single_split" else f"data.split.{split_name}"
+                full = os.path.join(root, pattern)
+                if not tf.io.gfile.glob(full):
+                    self.error(where, f"no data file matches {full}")
+        split_key = raw.get("split_key")
+        if split_key is not None and (not isinstance(split_key, str) or hash_buckets is None):
+            self.error("data.split_key", "must be a column name, and only with hash buckets")
+        schema = raw.get("schema")
+        if schema is not None:
+            schema = self._resolve(str(schema))
+            if self.check_files and not os.path.isfile(schema) and "://" not in schema:
+                self.error("data.schema", f"schema file not found: {schema}")
+        return DataSpec(path=path, format=fmt, root=root, patterns=patterns,
+                        hash_buckets=hash_buckets, split_key=split_key, schema=schema)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def _named_list(self, section: str, raw, allow_empty=False) -> list[tuple[str, dict]]:
+        if allow_empty and raw == []:
+            return []
+        if not isinstance(raw, list) or not raw:
+            self.error(section, "must be a non-empty list")
+            return []
+        items = []
+        for i, item in enumerate(raw):
+            key = f"{section}[{i}]"
+            if not isinstance(item, dict):
+                self.error(key, "must be a mapping with at least a name")
+                continue
+            name = item.get("name")
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                self.error(f"{key}.name", "must be an identifier (letters, digits, '_', "
+                                          f"starting with a letter), got {name!r}")
+                continue
+            column = item.get("column", name)
+            if not isinstance(column, str) or not column:
+                self.error(f"{key}.column", f"must be a column name, got {column!r}")
+                continue
+            items.append((key, item))
+        return items
+
+    def _inputs(self, raw) -> list[InputSpec]:
+        inputs = []
+        for key, item in self._named_list("inputs", raw):
+            modality_name = item.get("modality")
+            modality = MODALITIES.get(modality_name)
+            if modality is None:
+                self.error(f"{key}.modality", f"unknown modality {modality_name!r} "
+                                              f"(known: {', '.join(sorted(MODALITIES))})")
+                continue
+            options = {k: v for k, v in item.items() if k not in {"name", "column", "modality"}}
+            options, errors = modality.resolve(options)
+            for e in errors:
+                self.error(f"{key}.{e.key}", str(e))
+            inputs.append(InputSpec(item["name"], item.get("column", item["name"]),
+                                    modality_name, options))
+        return inputs
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def _outputs(self, raw) -> list[OutputSpec]:
+        outputs = []
+        common = {"name", "column", "type", "loss", "loss_weight", "metrics", "class_weights",
+                  "gates"}
+        for key, item in self._named_list("outputs", raw):
+            type_name = item.get("type")
+            head_type = HEAD_TYPES.get(type_name)
+            if head_type is None:
+                self.error(f"{key}.type", f"unknown head type {type_name!r} "
+                                          f"(known: {', '.join(HEAD_TYPES)})")
+                continue
+            loss = item.get("loss", head_type.default_loss)
+            if loss not in head_type.losses:
+                self.error(f"{key}.loss", f"{loss!r} is not a loss for a {type_name} head "
+                                          f"(choose one of: {', '.join(head_type.losses)})")
+            weight = item.get("loss_weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                self.error(f"{key}.loss_weight", f"must be a number >= 0, got {weight!r}")
+                weight = 1.0
+            metrics = item.get("metrics", list(head_type.metrics))
+            if not isinstance(metrics, list) or any(m not in head_type.metrics for m in metrics):
+                self.error(f"{key}.metrics", f"must be a list drawn from "
+                                             f"{', '.join(head_type.metrics)}, got {metrics!r}")
+                metrics = list(head_type.metrics)
+            class_weights = self._class_weights(f"{key}.class_weights", item.get("class_weights"))
+            gates = self._gates(f"{key}.gates", item.get("gates") or [])
+            options = {k: v for k, v in item.items() if k not in common}
+            options, errors = head_type.resolve(options)
+            for e in errors:
+                self.error(f"{key}.{e.key}", str(e))
+            outputs.append(OutputSpec(
+                name=item["name"], column=item.get("column", item["name"]), type=type_name,
+                loss=loss, loss_weight=float(weight), metrics=tuple(metrics),
+                class_weights=class_weights, gates=tuple(gates), options=options))
+        return outputs
+
+    def _class_weights(self, key, raw):
+        if raw is None:
+            return None
+        if not isinstance(raw, dict) or not raw:
+            self.error(key, "must map class (e.g. 0 and 1 for binary) to a weight")
+            return None
+        weights = {}
+        for cls, w in raw.items():
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                self.error(f"{key}.{cls}", f"must be a number >= 0, got {w!r}")
+            else:
+                weights[str(cls)] = float(w)
+        return weights
+
+    def _gates(self, key, raw) -> list[Gate]:
+        if not isinstance(raw, list):
+            self.error(key, "must be a list of {metric, min|max|max_regression}")
+            return []
+        gates = []
+        for i, g in enumerate(raw):
+            k = f"{key}[{i}]"
+            if not isinstance(g, dict) or not isinstance(g.get("metric"), str):
+                self.error(k, "must be a mapping with a `metric`")
+                continue
+            bounds = {b: g.get(b) for b in ("min", "max", "max_regression")}
+            unknown = set(g) - {"metric", *bounds}
+            if unknown:
+                self.error(k, f"unknown key(s) {sorted(unknown)} (known: metric, min, max, "
+                              "max_regression)")
+            if all(v is None for v in bounds.values()):
+                self.error(k, "needs at least one of min, max, max_regression")
+            for b, v in bounds.items():
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    self.error(f"{k}.{b}", f"must be a number, got {v!r}")
+                    bounds[b] = None
+            if bounds["max_regression"] is not None and bounds["max_regression"] < 0:
+                self.error(f"{k}.max_regression", "must be >= 0")
+            gates.append(Gate(g["metric"], **bounds))
+        return gates
+
+    # -- slices, training, model -----------------------------------------------------------------
+    def _slices(self, raw) -> list[SliceSpec]:
+        if not isinstance(raw, list):
+            self.error("slices", "must be a list")
+            return []
+        slices = []
+        for key, item in self._named_list("slices", raw, allow_empty=True):
+            width = item.get("bucket_width")
+            if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float))
+                                      or width <= 0):
+                self.error(f"{key}.bucket_width", f"must be a number > 0, got {width!r}")
+                width = None
+            for k in set(item) - {"name", "column", "bucket_width"}:
+                self.error(f"{key}.{k}", "unknown key (known: name, column, bucket_width)")
+            slices.append(SliceSpec(item["name"], item.get("column", item["name"]), width))
+        return slices
+
+    def _section(self, section, raw, defaults) -> dict:
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            self.error(section, "must be a mapping")
+            return dict(defaults)
+        out = dict(defaults)
+        for k, v in raw.items():
+            if k not in defaults:
+                self.error(f"{section}.{k}", f"unknown key (known: {', '.join(defaults)})")
+                continue
+            out[k] = v
+        for k in ("epochs", "batch_size", "early_stopping_patience"):
+            if k in out and (isinstance(out[k], bool) or not isinstance(out[k], int)
+                             or out[k] < (0 if k == "early_stopping_patience" else 1)):
+                self.error(f"{section}.{k}", f"must be a positive integer, got {out[k]!r}")
+        if "learning_rate" in out and (not isinstance(out["learning_rate"], (int, float))
+                                       or out["learning_rate"] <= 0):
+            self.error(f"{section}.learning_rate", "must be a number > 0")
+        if "fusion" in out and out["fusion"] not in FUSIONS:
+            self.error(f"{section}.fusion", f"must be one of {sorted(FUSIONS)}")
+        if "trunk_units" in out and (not isinstance(out["trunk_units"], list) or not all(
+                isinstance(u, int) and u > 0 for u in out["trunk_units"])):
+            self.error(f"{section}.trunk_units", "must be a list of positive integers")
+        if "dropout" in out and (not isinstance(out["dropout"], (int, float))
+                                 or not 0 <= out["dropout"] < 1):
+            self.error(f"{section}.dropout", "must be a number in [0, 1)")
+        return out
+
+    # -- across sections -------------------------------------------------------------------------
+    def _cross_checks(self, inputs, outputs, slices, data) -> None:
+        def dupes(items, attr, section):
+            seen = {}
+            for i, item in enumerate(items):
+                value = getattr(item, attr)
+                if value in seen:
+                    self.error(f"{section}[{i}].{attr}", f"{value!r} is listed twice "
+                                                         f"(also {section}[{seen[value]}])")
+                seen.setdefault(value, i)
+
+        dupes(inputs, "name", "inputs")
+        dupes(inputs, "column", "inputs")
+        dupes(outputs, "name", "outputs")
+        dupes(slices, "name", "slices")
+        input_columns = {i.column: n for n, i in enumerate(inputs)}
+        for n, o in enumerate(outputs):
+            if o.column in input_columns:
+                self.error(f"outputs[{n}].column",
+                           f"label column {o.column!r} is also an input "
+                           f"(inputs[{input_columns[o.column]}]): the model would see its label")
+        produced = {}
+        for n, i in enumerate(inputs):
+            for feature in MODALITIES[i.modality].output_names(i.name, i.options):
+                produced.setdefault(feature, f"inputs[{n}]")
+        for n, o in enumerate(outputs):
+            if o.label in produced:
+                self.error(f"outputs[{n}].name", f"its label feature {o.label!r} collides with "
+                                                 f"a feature of {produced[o.label]}")
+        if data and data.split_key and data.split_key in {o.column for o in outputs}:
+            self.error("data.split_key", "must not be a label column")

@@ -1,0 +1,55 @@
+"""The Transform component's preprocessing_fn, generated from the dataset spec.
+
+Transform calls `preprocessing_fn(inputs, custom_config)` with custom_config={'spec': {...}}:
+each input goes through its modality's own transform, each head's label through its head type,
+and each declared slice is materialised as `slice_<name>` for the Evaluator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import tensorflow as tf
+
+from preprocessing import MODALITIES
+from preprocessing.base import as_string, dense_with_mask
+from preprocessing.heads import HEAD_TYPES, label_name
+
+if TYPE_CHECKING:
+    from pipeline.spec import Spec
+
+
+def slice_name(name: str) -> str:
+    return f"slice_{name}"
+
+
+def transform_slice(x, bucket_width):
+    if bucket_width:
+        values, present = dense_with_mask(x, 0)
+        values = tf.cast(values, tf.float64)
+        bucket = tf.cast(tf.floor(values / bucket_width) * bucket_width, tf.int64)
+        return tf.where(present, as_string(bucket), tf.fill(tf.shape(bucket), "missing"))
+    values, present = dense_with_mask(x, "" if x.dtype == tf.string else 0)
+    values = as_string(values)
+    return tf.where(present, values, tf.fill(tf.shape(values), "missing"))
+
+
+def transform_all(inputs: dict, spec: Spec) -> dict:
+    outputs = {}
+    for item in spec.inputs:
+        modality = MODALITIES[item.modality]
+        outputs.update(modality.transform(inputs[item.column], item.name, item.options))
+    for head in spec.outputs:
+        head_type = HEAD_TYPES[head.type]
+        outputs[label_name(head.name)] = head_type.transform_label(
+            inputs[head.column], head.name, head.options
+        )
+    for sl in spec.slices:
+        outputs[slice_name(sl.name)] = transform_slice(inputs[sl.column], sl.bucket_width)
+    return outputs
+
+
+def preprocessing_fn(inputs, custom_config):
+    from pipeline.spec import Spec  # not at import time: the spec imports this package
+
+    return transform_all(inputs, Spec.from_dict(custom_config["spec"]))

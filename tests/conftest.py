@@ -1,0 +1,57 @@
+"""Shared fixtures. pipeline.env comes first: TF_USE_LEGACY_KERAS=1 before TensorFlow loads."""
+
+import csv
+import os
+
+from pipeline import env as _env  # noqa: F401,I001
+
+import pytest
+import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOVIES_FIXTURE_SPEC = os.path.join(REPO, "data", "movies", "fixture", "movies.yaml")
+MOVIES_FIXTURE_CSV = os.path.join(REPO, "data", "movies", "fixture", "movies.csv")
+DIGITS_FIXTURE_SPEC = os.path.join(REPO, "data", "digits", "fixture", "digits.yaml")
+DIGITS_FIXTURE_TFRECORD = os.path.join(REPO, "data", "digits", "fixture", "digits.tfrecord")
+# Tests run Beam in-process, as TFX's own suite does.
+TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+
+def read_csv_columns(path, limit=None):
+    """Rows of a CSV as the examples CsvExampleGen would make: typed per column, '' = missing."""
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:limit]
+
+    def kind(values):
+        present = [v for v in values if v != ""]
+        for cast, name in ((int, "int"), (float, "float")):
+            try:
+                [cast(v) for v in present]
+                return name
+            except ValueError:
+                pass
+        return "bytes"
+
+    kinds = {c: kind([r[c] for r in rows]) for c in rows[0]}
+    return rows, kinds
+
+
+def tft_examples(rows, kinds):
+    """(instances, feature_spec) in TFX's representation: dense [1] when always present, else sparse."""
+    dtype = {"int": tf.int64, "float": tf.float32, "bytes": tf.string}
+    cast = {"int": int, "float": float, "bytes": lambda v: v.encode()}
+    feature_spec, instances = {}, [dict() for _ in rows]
+    for column, k in kinds.items():
+        always = all(r[column] != "" for r in rows)
+        feature_spec[column] = (tf.io.FixedLenFeature([1], dtype[k]) if always
+                                else tf.io.VarLenFeature(dtype[k]))
+        for inst, r in zip(instances, rows):
+            inst[column] = [cast[k](r[column])] if r[column] != "" else []
+    return instances, feature_spec
+
+
+@pytest.fixture(scope="session")
+def movies_fixture_spec():
+    from pipeline.spec import load_spec
+
+    return load_spec(MOVIES_FIXTURE_SPEC)

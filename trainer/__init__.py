@@ -1,0 +1,1 @@
+"""Trainer: the multi-input / multi-output Keras model (see issue #3)."""
