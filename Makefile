@@ -17,7 +17,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

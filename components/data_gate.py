@@ -7,8 +7,6 @@ the problem. Transform depends on it, so nothing is transformed, trained or push
 failure.
 """
 
-
-
 import csv
 import json
 import os
@@ -47,14 +45,17 @@ def check_data(
 
     def expect(column, role, accepted):
         if column not in types:
-            errors.append(f"{where}: column {column!r} ({role}) is not in the data; "
-                          f"columns found: {', '.join(sorted(types))}")
+            errors.append(
+                f"{where}: column {column!r} ({role}) is not in the data; "
+                f"columns found: {', '.join(sorted(types))}"
+            )
         elif types[column] not in accepted:
             found = types[column]
             detail = _locate_bad_values(spec, column) if found == BYTES else ""
-            errors.append(f"{where}: column {column!r} ({role}) holds {_describe(found)}, but "
-                          f"{role.split(' ')[0]} needs {' or '.join(_describe(t) for t in sorted(accepted))}"
-                          f"{detail}")
+            errors.append(
+                f"{where}: column {column!r} ({role}) holds {_describe({found})}, "
+                f"but a {role.split(' ', 1)[1]} needs {_describe(accepted)}{detail}"
+            )
 
     for i in spec.inputs:
         expect(i.column, f"input '{i.name}' ({i.modality})", MODALITIES[i.modality].schema_types)
@@ -62,14 +63,21 @@ def check_data(
         head_type = HEAD_TYPES[o.type]
         expect(o.column, f"output '{o.name}' ({o.type} label)", head_type.schema_types)
         if o.type == "binary" and types.get(o.column) == BYTES and not o.options["positive_values"]:
-            errors.append(f"{where}: column {o.column!r} (output '{o.name}') holds strings: "
-                          "set `positive_values` on the head to say which values are positive")
-        for split, split_stats in stats.items():
+            errors.append(
+                f"{where}: column {o.column!r} (output '{o.name}') holds strings: "
+                "set `positive_values` on the head to say which values are positive"
+            )
+        if o.type == "multilabel":
+            continue  # an empty label set is a valid multilabel label
+        for split, split_stats in sorted(stats.items()):
             missing = _num_missing(split_stats, o.column)
             if missing:
-                errors.append(f"{where}: label column {o.column!r} (output '{o.name}') is "
-                              f"missing in {missing} example(s) of split '{split}'; drop or "
-                              "fill those rows before training")
+                lines = _locate_bad_values(spec, o.column, empty=True)
+                errors.append(
+                    f"{where}: label column {o.column!r} (output '{o.name}') is "
+                    f"empty or missing in {missing} of split '{split}'; drop or fill "
+                    f"those rows before training{lines}"
+                )
     for s in spec.slices:
         accepted = {INT, FLOAT} if s.bucket_width else {INT, FLOAT, BYTES}
         expect(s.column, f"slice '{s.name}'", accepted)
@@ -77,21 +85,30 @@ def check_data(
     for split, result in sorted(anomalies.items()):
         for feature, info in sorted(result.anomaly_info.items()):
             kinds = {r.type for r in info.reason}
-            line = (f"{where} (split '{split}'): column {feature!r}: "
-                    f"{info.short_description or 'anomaly'}: {info.description}")
+            line = (
+                f"{where} (split '{split}'): column {feature!r}: "
+                f"{info.short_description or 'anomaly'}: {info.description}"
+            )
             if kinds and kinds <= NON_BLOCKING:
                 warnings.append(line)
+            elif types.get(feature) in (INT, FLOAT):  # point at the rows that are not numbers
+                errors.append(line + _locate_bad_values(spec, feature))
             else:
                 errors.append(line)
         if result.HasField("dataset_anomaly_info"):
             info = result.dataset_anomaly_info
-            errors.append(f"{where} (split '{split}'): {info.short_description}: "
-                          f"{info.description}")
+            errors.append(
+                f"{where} (split '{split}'): {info.short_description}: " f"{info.description}"
+            )
     return errors, warnings
 
 
-def _describe(schema_type: str) -> str:
-    return {INT: "integers", FLOAT: "numbers", BYTES: "strings/bytes"}.get(schema_type, schema_type)
+def _describe(types) -> str:
+    if BYTES in types:
+        return "strings" if len(types) == 1 else "any values"
+    if types == {INT}:
+        return "integers"
+    return "numbers"
 
 
 def _data_location(spec: Spec) -> str:
@@ -101,22 +118,24 @@ def _data_location(spec: Spec) -> str:
     return spec.data.root
 
 
-def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> int:
+def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> str:
+    """'' when every example has a value, else how many lack one (as words)."""
     for f in stats.features:
-        if f.path.step and f.path.step[0] == column or f.name == column:
-            common = None
-            if f.HasField("num_stats"):
-                common = f.num_stats.common_stats
-            elif f.HasField("string_stats"):
-                common = f.string_stats.common_stats
-            elif f.HasField("bytes_stats"):
-                common = f.bytes_stats.common_stats
-            return int(common.num_missing) if common is not None else 0
-    return 0
+        if (f.path.step and f.path.step[0] == column) or f.name == column:
+            kind = f.WhichOneof("stats")
+            common = getattr(f, kind).common_stats if kind else None
+            if common is None:
+                return ""
+            if common.num_missing:
+                return f"{int(common.num_missing)} example(s)"
+            if common.min_num_values == 0:  # present but empty (CSV: an empty cell)
+                return "some examples"
+            return ""
+    return ""
 
 
-def _locate_bad_values(spec: Spec, column: str, limit: int = 3) -> str:
-    """For CSV data: the first lines whose value in `column` is not a number."""
+def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int = 3) -> str:
+    """For CSV data: the first lines whose value in `column` is not a number (or is empty)."""
     if spec.data.format != "csv":
         return ""
     hits = []
@@ -126,15 +145,21 @@ def _locate_bad_values(spec: Spec, column: str, limit: int = 3) -> str:
                 reader = csv.DictReader(f)
                 for row in reader:
                     value = row.get(column)
-                    if value in (None, ""):
+                    if empty:
+                        bad = value in (None, "")
+                    elif value in (None, ""):
                         continue
-                    try:
-                        float(value)
-                    except ValueError:
+                    else:
+                        try:
+                            float(value)
+                            bad = False
+                        except ValueError:
+                            bad = True
+                    if bad:
                         hits.append(f"{path} line {reader.line_num}: {value!r}")
                         if len(hits) >= limit:
-                            return "; first bad values: " + "; ".join(hits)
-    return "; first bad values: " + "; ".join(hits) if hits else ""
+                            return "; first: " + "; ".join(hits)
+    return "; first: " + "; ".join(hits) if hits else ""
 
 
 def _load_by_split(artifact, filename: str, proto_cls) -> dict:

@@ -98,7 +98,7 @@ def digits() -> None:
 
     bunch = load_digits()
     records = []
-    for pixels, target in zip(bunch.images, bunch.target):
+    for pixels, target in zip(bunch.images, bunch.target, strict=False):
         gray = np.clip(pixels * (255.0 / 16.0), 0, 255).astype(np.uint8)
         buf = io.BytesIO()
         Image.fromarray(gray, mode="L").save(buf, format="PNG")
@@ -114,8 +114,10 @@ def digits() -> None:
     out = os.path.join(HERE, "digits")
     for path, subset in (
         (os.path.join(out, "digits.tfrecord"), records),
-        (os.path.join(out, "fixture", "digits.tfrecord"),
-         random.Random(SEED).sample(records, FIXTURE_ROWS)),
+        (
+            os.path.join(out, "fixture", "digits.tfrecord"),
+            random.Random(SEED).sample(records, FIXTURE_ROWS),
+        ),
     ):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with tf.io.TFRecordWriter(path) as w:

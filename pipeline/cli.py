@@ -1,16 +1,47 @@
 """`mimo`: the command line.
 
-    mimo run --spec data/movies/movies.yaml --output runs     # the local pipeline
-    mimo validate --spec SPEC                                 # check a spec, run nothing
+mimo run --spec data/movies/movies.yaml --output runs     # the local pipeline
+mimo validate --spec SPEC                                 # check a spec, run nothing
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
+
+
+class _ProgressOnly(logging.Filter):
+    """Lets through errors and the runner's 'Component X is running/finished.' lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        message = record.getMessage()
+        return message.startswith("Component ") and message.endswith(
+            (" is running.", " is finished.")
+        )
+
+
+def configure_logging(verbose: bool) -> None:
+    """One handler on the root logger; unless verbose, it shows progress and errors only."""
+    from absl import logging as absl_logging
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    if not verbose:
+        handler.addFilter(_ProgressOnly())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    if not verbose:  # TensorFlow's logger has a handler of its own and does not propagate
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def _find_cause(exc: BaseException, cls) -> BaseException | None:
@@ -55,11 +86,11 @@ def cmd_run(args) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    configure_logging(args.verbose)
     beam_args = list(DEFAULT_BEAM_ARGS) + list(args.beam_arg or [])
     print(f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}")
     try:
-        paths = run_local(spec, args.output, beam_args=beam_args,
-                          enable_cache=not args.no_cache)
+        paths = run_local(spec, args.output, beam_args=beam_args, enable_cache=not args.no_cache)
     except Exception as e:  # noqa: BLE001 - reduce known data errors to their message
         cause = _find_cause(e, DataValidationError)
         if cause is None:
@@ -78,8 +109,10 @@ def cmd_validate(args) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.spec}: OK ({len(spec.inputs)} inputs, {len(spec.outputs)} heads, "
-          f"{len(spec.slices)} slices)")
+    print(
+        f"{args.spec}: OK ({len(spec.inputs)} inputs, {len(spec.outputs)} heads, "
+        f"{len(spec.slices)} slices)"
+    )
     return 0
 
 
@@ -88,11 +121,19 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
     run.add_argument("--spec", required=True, help="the dataset spec (YAML)")
-    run.add_argument("--output", default="runs",
-                     help="directory for pipeline artifacts and ML Metadata (default: ./runs)")
-    run.add_argument("--beam-arg", action="append", metavar="ARG",
-                     help="extra Beam pipeline argument, e.g. --beam-arg=--direct_num_workers=2")
+    run.add_argument(
+        "--output",
+        default="runs",
+        help="directory for pipeline artifacts and ML Metadata (default: ./runs)",
+    )
+    run.add_argument(
+        "--beam-arg",
+        action="append",
+        metavar="ARG",
+        help="extra Beam pipeline argument, e.g. --beam-arg=--direct_num_workers=2",
+    )
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
+    run.add_argument("--verbose", action="store_true", help="show every log line of TFX and Beam")
     run.set_defaults(func=cmd_run)
     val = sub.add_parser("validate", help="load and validate a spec")
     val.add_argument("--spec", required=True)

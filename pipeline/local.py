@@ -30,8 +30,9 @@ def run_paths(spec: Spec, output_dir: str) -> RunPaths:
     )
 
 
-def run_local(spec: Spec, output_dir: str, beam_args=DEFAULT_BEAM_ARGS,
-              enable_cache: bool = True) -> RunPaths:
+def run_local(
+    spec: Spec, output_dir: str, beam_args=DEFAULT_BEAM_ARGS, enable_cache: bool = True
+) -> RunPaths:
     paths = run_paths(spec, output_dir)
     os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
     pipeline = create_pipeline(
@@ -66,8 +67,11 @@ def latest_run_outputs(metadata_path: str) -> dict[str, dict[str, list]]:
         ids = [e.id for e in store.get_executions_by_context(node.id) if e.id in run_executions]
         if not ids:
             continue
-        events = [ev for ev in store.get_events_by_execution_ids(ids)
-                  if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)]
+        events = [
+            ev
+            for ev in store.get_events_by_execution_ids(ids)
+            if ev.type in (ev.OUTPUT, ev.DECLARED_OUTPUT)
+        ]
         artifacts = {a.id: a for a in store.get_artifacts_by_id([ev.artifact_id for ev in events])}
         per_key: dict[str, list] = {}
         for ev in events:

@@ -20,19 +20,26 @@ def _example_gen(spec: Spec):
     data = spec.data
     if data.hash_buckets:
         input_config = example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name="single_split",
-                                                pattern=data.patterns["single_split"])]
+            splits=[
+                example_gen_pb2.Input.Split(
+                    name="single_split", pattern=data.patterns["single_split"]
+                )
+            ]
         )
         split_config = example_gen_pb2.SplitConfig(
-            splits=[example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
-                    for name, buckets in data.hash_buckets.items()],
+            splits=[
+                example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
+                for name, buckets in data.hash_buckets.items()
+            ],
             partition_feature_name=data.split_key or "",
         )
         output_config = example_gen_pb2.Output(split_config=split_config)
     else:
         input_config = example_gen_pb2.Input(
-            splits=[example_gen_pb2.Input.Split(name=name, pattern=pattern)
-                    for name, pattern in data.patterns.items()]
+            splits=[
+                example_gen_pb2.Input.Split(name=name, pattern=pattern)
+                for name, pattern in data.patterns.items()
+            ]
         )
         output_config = None
     cls = tfx.components.CsvExampleGen if data.format == "csv" else tfx.components.ImportExampleGen
@@ -77,8 +84,14 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=spec.name,
         pipeline_root=pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, data_gate,
-                    transform],
+        components=[
+            example_gen,
+            statistics_gen,
+            schema_gen,
+            example_validator,
+            data_gate,
+            transform,
+        ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),

@@ -35,8 +35,10 @@ class SpecError(ValueError):
     def __init__(self, source: str, problems: list[tuple[str, str]]):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {key}: {message}" if key else f"{source}: {message}"
-                 for key, message in problems]
+        lines = [
+            f"{source}: {key}: {message}" if key else f"{source}: {message}"
+            for key, message in problems
+        ]
         super().__init__(
             f"{len(problems)} problem(s) in the dataset spec:\n  " + "\n  ".join(lines)
         )
@@ -130,29 +132,43 @@ class Spec:
             data["schema"] = self.data.schema
         outputs = []
         for o in self.outputs:
-            out = {"name": o.name, "column": o.column, "type": o.type, "loss": o.loss,
-                   "loss_weight": o.loss_weight, "metrics": list(o.metrics),
-                   "gates": [{k: v for k, v in dataclasses.asdict(g).items() if v is not None}
-                             for g in o.gates], **o.options}
+            out = {
+                "name": o.name,
+                "column": o.column,
+                "type": o.type,
+                "loss": o.loss,
+                "loss_weight": o.loss_weight,
+                "metrics": list(o.metrics),
+                "gates": [
+                    {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
+                    for g in o.gates
+                ],
+                **o.options,
+            }
             if o.class_weights:
                 out["class_weights"] = dict(o.class_weights)
             outputs.append(out)
         return {
             "name": self.name,
             "data": data,
-            "inputs": [{"name": i.name, "column": i.column, "modality": i.modality, **i.options}
-                       for i in self.inputs],
+            "inputs": [
+                {"name": i.name, "column": i.column, "modality": i.modality, **i.options}
+                for i in self.inputs
+            ],
             "outputs": outputs,
-            "slices": [{k: v for k, v in dataclasses.asdict(sl).items() if v is not None}
-                       for sl in self.slices],
+            "slices": [
+                {k: v for k, v in dataclasses.asdict(sl).items() if v is not None}
+                for sl in self.slices
+            ],
             "training": dict(self.training),
             "model": dict(self.model),
             "source": self.source,
         }
 
     @classmethod
-    def from_dict(cls, raw: dict, source: str = "<dict>", base_dir: str = ".",
-                  check_files: bool = False) -> Spec:
+    def from_dict(
+        cls, raw: dict, source: str = "<dict>", base_dir: str = ".", check_files: bool = False
+    ) -> Spec:
         return _Parser(source, base_dir, check_files).parse(raw)
 
     def fingerprint(self) -> str:
@@ -174,8 +190,9 @@ def load_spec(path: str) -> Spec:
             raw = yaml.safe_load(f)
     except yaml.YAMLError as e:
         raise SpecError(source, [("", f"not valid YAML: {e}")]) from None
-    return Spec.from_dict(raw, source=path, base_dir=os.path.dirname(os.path.abspath(path)),
-                          check_files=True)
+    return Spec.from_dict(
+        raw, source=path, base_dir=os.path.dirname(os.path.abspath(path)), check_files=True
+    )
 
 
 def _has_glob(path: str) -> bool:
@@ -208,8 +225,11 @@ class _Parser:
                 self.error(key, f"unknown section (known: {', '.join(sorted(known - {'source'}))})")
         name = raw.get("name")
         if not isinstance(name, str) or not PIPELINE_NAME_RE.match(name):
-            self.error("name", "must be a name of letters, digits, '_' or '-' "
-                               f"starting with a letter, got {name!r}")
+            self.error(
+                "name",
+                "must be a name of letters, digits, '_' or '-' "
+                f"starting with a letter, got {name!r}",
+            )
         data = self._data(raw.get("data"))
         inputs = self._inputs(raw.get("inputs"))
         outputs = self._outputs(raw.get("outputs"))
@@ -219,9 +239,16 @@ class _Parser:
         self._cross_checks(inputs, outputs, slices, data)
         if self.problems:
             raise SpecError(self.source, self.problems)
-        return Spec(name=name, data=data, inputs=tuple(inputs), outputs=tuple(outputs),
-                    slices=tuple(slices), training=training, model=model,
-                    source=raw.get("source", self.source))
+        return Spec(
+            name=name,
+            data=data,
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            slices=tuple(slices),
+            training=training,
+            model=model,
+            source=raw.get("source", self.source),
+        )
 
     # -- data ------------------------------------------------------------------------------------
     def _resolve(self, path: str) -> str:
@@ -235,8 +262,9 @@ class _Parser:
             return None
         for key in raw:
             if key not in {"path", "format", "split", "split_key", "schema"}:
-                self.error(f"data.{key}",
-                           "unknown key (known: path, format, split, split_key, schema)")
+                self.error(
+                    f"data.{key}", "unknown key (known: path, format, split, split_key, schema)"
+                )
         fmt = raw.get("format", "csv")
         if fmt not in FORMATS:
             self.error("data.format", f"must be one of {sorted(FORMATS)}, got {fmt!r}")
@@ -249,8 +277,11 @@ class _Parser:
         split = raw.get("split", {"train": 4, "eval": 1})
         hash_buckets, patterns = None, {}
         if not isinstance(split, dict) or set(split) != {"train", "eval"}:
-            self.error("data.split", "must map exactly 'train' and 'eval' to hash-bucket "
-                                     "counts (e.g. {train: 4, eval: 1}) or to file patterns")
+            self.error(
+                "data.split",
+                "must map exactly 'train' and 'eval' to hash-bucket "
+                "counts (e.g. {train: 4, eval: 1}) or to file patterns",
+            )
             split = {"train": 4, "eval": 1}
         if all(isinstance(v, int) and not isinstance(v, bool) for v in split.values()):
             for k, v in split.items():
@@ -283,8 +314,15 @@ class _Parser:
             schema = self._resolve(str(schema))
             if self.check_files and not os.path.isfile(schema) and "://" not in schema:
                 self.error("data.schema", f"schema file not found: {schema}")
-        return DataSpec(path=path, format=fmt, root=root, patterns=patterns,
-                        hash_buckets=hash_buckets, split_key=split_key, schema=schema)
+        return DataSpec(
+            path=path,
+            format=fmt,
+            root=root,
+            patterns=patterns,
+            hash_buckets=hash_buckets,
+            split_key=split_key,
+            schema=schema,
+        )
 
     # -- inputs ----------------------------------------------------------------------------------
     def _named_list(self, section: str, raw, allow_empty=False) -> list[tuple[str, dict]]:
@@ -301,8 +339,11 @@ class _Parser:
                 continue
             name = item.get("name")
             if not isinstance(name, str) or not NAME_RE.match(name):
-                self.error(f"{key}.name", "must be an identifier (letters, digits, '_', "
-                                          f"starting with a letter), got {name!r}")
+                self.error(
+                    f"{key}.name",
+                    "must be an identifier (letters, digits, '_', "
+                    f"starting with a letter), got {name!r}",
+                )
                 continue
             column = item.get("column", name)
             if not isinstance(column, str) or not column:
@@ -317,41 +358,61 @@ class _Parser:
             modality_name = item.get("modality")
             modality = MODALITIES.get(modality_name)
             if modality is None:
-                self.error(f"{key}.modality", f"unknown modality {modality_name!r} "
-                                              f"(known: {', '.join(sorted(MODALITIES))})")
+                self.error(
+                    f"{key}.modality",
+                    f"unknown modality {modality_name!r} "
+                    f"(known: {', '.join(sorted(MODALITIES))})",
+                )
                 continue
             options = {k: v for k, v in item.items() if k not in {"name", "column", "modality"}}
             options, errors = modality.resolve(options)
             for e in errors:
                 self.error(f"{key}.{e.key}", str(e))
-            inputs.append(InputSpec(item["name"], item.get("column", item["name"]),
-                                    modality_name, options))
+            inputs.append(
+                InputSpec(item["name"], item.get("column", item["name"]), modality_name, options)
+            )
         return inputs
 
     # -- outputs ---------------------------------------------------------------------------------
     def _outputs(self, raw) -> list[OutputSpec]:
         outputs = []
-        common = {"name", "column", "type", "loss", "loss_weight", "metrics", "class_weights",
-                  "gates"}
+        common = {
+            "name",
+            "column",
+            "type",
+            "loss",
+            "loss_weight",
+            "metrics",
+            "class_weights",
+            "gates",
+        }
         for key, item in self._named_list("outputs", raw):
             type_name = item.get("type")
             head_type = HEAD_TYPES.get(type_name)
             if head_type is None:
-                self.error(f"{key}.type", f"unknown head type {type_name!r} "
-                                          f"(known: {', '.join(HEAD_TYPES)})")
+                self.error(
+                    f"{key}.type",
+                    f"unknown head type {type_name!r} " f"(known: {', '.join(HEAD_TYPES)})",
+                )
                 continue
             loss = item.get("loss", head_type.default_loss)
             if loss not in head_type.losses:
-                self.error(f"{key}.loss", f"{loss!r} is not a loss for a {type_name} head "
-                                          f"(choose one of: {', '.join(head_type.losses)})")
+                self.error(
+                    f"{key}.loss",
+                    f"{loss!r} is not a loss for a {type_name} head "
+                    f"(choose one of: {', '.join(head_type.losses)})",
+                )
             weight = item.get("loss_weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
                 self.error(f"{key}.loss_weight", f"must be a number >= 0, got {weight!r}")
                 weight = 1.0
             metrics = item.get("metrics", list(head_type.metrics))
             if not isinstance(metrics, list) or any(m not in head_type.metrics for m in metrics):
-                self.error(f"{key}.metrics", f"must be a list drawn from "
-                                             f"{', '.join(head_type.metrics)}, got {metrics!r}")
+                self.error(
+                    f"{key}.metrics",
+                    f"must be a list drawn from "
+                    f"{', '.join(head_type.metrics)}, got {metrics!r}",
+                )
                 metrics = list(head_type.metrics)
             class_weights = self._class_weights(f"{key}.class_weights", item.get("class_weights"))
             gates = self._gates(f"{key}.gates", item.get("gates") or [])
@@ -359,10 +420,19 @@ class _Parser:
             options, errors = head_type.resolve(options)
             for e in errors:
                 self.error(f"{key}.{e.key}", str(e))
-            outputs.append(OutputSpec(
-                name=item["name"], column=item.get("column", item["name"]), type=type_name,
-                loss=loss, loss_weight=float(weight), metrics=tuple(metrics),
-                class_weights=class_weights, gates=tuple(gates), options=options))
+            outputs.append(
+                OutputSpec(
+                    name=item["name"],
+                    column=item.get("column", item["name"]),
+                    type=type_name,
+                    loss=loss,
+                    loss_weight=float(weight),
+                    metrics=tuple(metrics),
+                    class_weights=class_weights,
+                    gates=tuple(gates),
+                    options=options,
+                )
+            )
         return outputs
 
     def _class_weights(self, key, raw):
@@ -373,7 +443,7 @@ class _Parser:
             return None
         weights = {}
         for cls, w in raw.items():
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+            if isinstance(w, bool) or not isinstance(w, int | float) or w < 0:
                 self.error(f"{key}.{cls}", f"must be a number >= 0, got {w!r}")
             else:
                 weights[str(cls)] = float(w)
@@ -392,12 +462,15 @@ class _Parser:
             bounds = {b: g.get(b) for b in ("min", "max", "max_regression")}
             unknown = set(g) - {"metric", *bounds}
             if unknown:
-                self.error(k, f"unknown key(s) {sorted(unknown)} (known: metric, min, max, "
-                              "max_regression)")
+                self.error(
+                    k,
+                    f"unknown key(s) {sorted(unknown)} (known: metric, min, max, "
+                    "max_regression)",
+                )
             if all(v is None for v in bounds.values()):
                 self.error(k, "needs at least one of min, max, max_regression")
             for b, v in bounds.items():
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                     self.error(f"{k}.{b}", f"must be a number, got {v!r}")
                     bounds[b] = None
             if bounds["max_regression"] is not None and bounds["max_regression"] < 0:
@@ -413,8 +486,9 @@ class _Parser:
         slices = []
         for key, item in self._named_list("slices", raw, allow_empty=True):
             width = item.get("bucket_width")
-            if width is not None and (isinstance(width, bool) or not isinstance(width, (int, float))
-                                      or width <= 0):
+            if width is not None and (
+                isinstance(width, bool) or not isinstance(width, int | float) or width <= 0
+            ):
                 self.error(f"{key}.bucket_width", f"must be a number > 0, got {width!r}")
                 width = None
             for k in set(item) - {"name", "column", "bucket_width"}:
@@ -434,19 +508,26 @@ class _Parser:
                 continue
             out[k] = v
         for k in ("epochs", "batch_size", "early_stopping_patience"):
-            if k in out and (isinstance(out[k], bool) or not isinstance(out[k], int)
-                             or out[k] < (0 if k == "early_stopping_patience" else 1)):
+            if k in out and (
+                isinstance(out[k], bool)
+                or not isinstance(out[k], int)
+                or out[k] < (0 if k == "early_stopping_patience" else 1)
+            ):
                 self.error(f"{section}.{k}", f"must be a positive integer, got {out[k]!r}")
-        if "learning_rate" in out and (not isinstance(out["learning_rate"], (int, float))
-                                       or out["learning_rate"] <= 0):
+        if "learning_rate" in out and (
+            not isinstance(out["learning_rate"], int | float) or out["learning_rate"] <= 0
+        ):
             self.error(f"{section}.learning_rate", "must be a number > 0")
         if "fusion" in out and out["fusion"] not in FUSIONS:
             self.error(f"{section}.fusion", f"must be one of {sorted(FUSIONS)}")
-        if "trunk_units" in out and (not isinstance(out["trunk_units"], list) or not all(
-                isinstance(u, int) and u > 0 for u in out["trunk_units"])):
+        if "trunk_units" in out and (
+            not isinstance(out["trunk_units"], list)
+            or not all(isinstance(u, int) and u > 0 for u in out["trunk_units"])
+        ):
             self.error(f"{section}.trunk_units", "must be a list of positive integers")
-        if "dropout" in out and (not isinstance(out["dropout"], (int, float))
-                                 or not 0 <= out["dropout"] < 1):
+        if "dropout" in out and (
+            not isinstance(out["dropout"], int | float) or not 0 <= out["dropout"] < 1
+        ):
             self.error(f"{section}.dropout", "must be a number in [0, 1)")
         return out
 
@@ -457,8 +538,10 @@ class _Parser:
             for i, item in enumerate(items):
                 value = getattr(item, attr)
                 if value in seen:
-                    self.error(f"{section}[{i}].{attr}", f"{value!r} is listed twice "
-                                                         f"(also {section}[{seen[value]}])")
+                    self.error(
+                        f"{section}[{i}].{attr}",
+                        f"{value!r} is listed twice " f"(also {section}[{seen[value]}])",
+                    )
                 seen.setdefault(value, i)
 
         dupes(inputs, "name", "inputs")
@@ -468,16 +551,21 @@ class _Parser:
         input_columns = {i.column: n for n, i in enumerate(inputs)}
         for n, o in enumerate(outputs):
             if o.column in input_columns:
-                self.error(f"outputs[{n}].column",
-                           f"label column {o.column!r} is also an input "
-                           f"(inputs[{input_columns[o.column]}]): the model would see its label")
+                self.error(
+                    f"outputs[{n}].column",
+                    f"label column {o.column!r} is also an input "
+                    f"(inputs[{input_columns[o.column]}]): the model would see its label",
+                )
         produced = {}
         for n, i in enumerate(inputs):
             for feature in MODALITIES[i.modality].output_names(i.name, i.options):
                 produced.setdefault(feature, f"inputs[{n}]")
         for n, o in enumerate(outputs):
             if o.label in produced:
-                self.error(f"outputs[{n}].name", f"its label feature {o.label!r} collides with "
-                                                 f"a feature of {produced[o.label]}")
+                self.error(
+                    f"outputs[{n}].name",
+                    f"its label feature {o.label!r} collides with "
+                    f"a feature of {produced[o.label]}",
+                )
         if data and data.split_key and data.split_key in {o.column for o in outputs}:
             self.error("data.split_key", "must not be a label column")

@@ -9,7 +9,6 @@ import pkgutil
 
 from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 
-
 # Shared machinery, not modalities: base classes, the output heads, the generated preprocessing_fn.
 _SHARED = {"base", "heads", "transform"}
 

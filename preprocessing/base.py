@@ -36,9 +36,7 @@ def check_int(options: dict, key: str, minimum: int = 0, allow_none: bool = Fals
 
 def check_choice(options: dict, key: str, choices) -> list:
     if options.get(key) not in choices:
-        return [
-            OptionError(key, f"must be one of {sorted(choices)}, got {options.get(key)!r}")
-        ]
+        return [OptionError(key, f"must be one of {sorted(choices)}, got {options.get(key)!r}")]
     return []
 
 
@@ -58,8 +56,11 @@ class Configurable:
     def resolve(self, options: dict) -> tuple[dict, list[OptionError]]:
         """Fill defaults in; return the options and every error found (unknown keys included)."""
         errors = [
-            OptionError(k, f"unknown option for {self.kind} '{self.name}' "
-                           f"(known: {', '.join(sorted(self.defaults)) or 'none'})")
+            OptionError(
+                k,
+                f"unknown option for {self.kind} '{self.name}' "
+                f"(known: {', '.join(sorted(self.defaults)) or 'none'})",
+            )
             for k in options
             if k not in self.defaults
         ]

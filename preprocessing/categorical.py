@@ -33,7 +33,9 @@ class Categorical(Modality):
         vocab = tft.vocabulary(
             tf.boolean_mask(values, present),
             top_k=options["top_k"],
-            frequency_threshold=options["frequency_threshold"] if options["frequency_threshold"] > 1 else None,
+            frequency_threshold=options["frequency_threshold"]
+            if options["frequency_threshold"] > 1
+            else None,
             vocab_filename=name,
         )
         values = tf.where(present, values, tf.fill(tf.shape(values), MISSING_TOKEN))

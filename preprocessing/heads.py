@@ -88,7 +88,7 @@ class Binary(HeadType):
     def validate(self, options):
         errors = []
         if isinstance(options["threshold"], bool) or not isinstance(
-            options["threshold"], (int, float)
+            options["threshold"], int | float
         ):
             errors.append(OptionError("threshold", "must be a number"))
         pos = options["positive_values"]

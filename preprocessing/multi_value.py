@@ -54,7 +54,9 @@ class MultiValue(Modality):
         vocab = tft.vocabulary(
             values,
             top_k=options["top_k"],
-            frequency_threshold=options["frequency_threshold"] if options["frequency_threshold"] > 1 else None,
+            frequency_threshold=options["frequency_threshold"]
+            if options["frequency_threshold"] > 1
+            else None,
             vocab_filename=name,
         )
         ids = tft.apply_vocabulary(values, vocab, num_oov_buckets=options["num_oov_buckets"])

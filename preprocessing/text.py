@@ -37,7 +37,9 @@ class Text(Modality):
         vocab = tft.vocabulary(
             tokens,
             top_k=options["top_k"],
-            frequency_threshold=options["frequency_threshold"] if options["frequency_threshold"] > 1 else None,
+            frequency_threshold=options["frequency_threshold"]
+            if options["frequency_threshold"] > 1
+            else None,
             vocab_filename=name,
         )
         ids = tft.apply_vocabulary(tokens, vocab, num_oov_buckets=options["num_oov_buckets"])

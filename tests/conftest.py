@@ -3,10 +3,10 @@
 import csv
 import os
 
-from pipeline import env as _env  # noqa: F401,I001
-
 import pytest
 import tensorflow as tf
+
+from pipeline import env as _env  # noqa: F401,I001
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOVIES_FIXTURE_SPEC = os.path.join(REPO, "data", "movies", "fixture", "movies.yaml")
@@ -43,9 +43,10 @@ def tft_examples(rows, kinds):
     feature_spec, instances = {}, [dict() for _ in rows]
     for column, k in kinds.items():
         always = all(r[column] != "" for r in rows)
-        feature_spec[column] = (tf.io.FixedLenFeature([1], dtype[k]) if always
-                                else tf.io.VarLenFeature(dtype[k]))
-        for inst, r in zip(instances, rows):
+        feature_spec[column] = (
+            tf.io.FixedLenFeature([1], dtype[k]) if always else tf.io.VarLenFeature(dtype[k])
+        )
+        for inst, r in zip(instances, rows, strict=False):
             inst[column] = [cast[k](r[column])] if r[column] != "" else []
     return instances, feature_spec
 

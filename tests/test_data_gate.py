@@ -1,0 +1,118 @@
+"""DataGate's checks on real statistics, schemas and anomalies computed by TFDV."""
+
+import os
+
+import pandas as pd
+import pytest
+import tensorflow_data_validation as tfdv
+import yaml
+from conftest import MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC
+
+from components.data_gate import check_data
+from pipeline.spec import load_spec
+
+
+def stats_schema(csv_path):
+    """(statistics, inferred schema) as StatisticsGen and SchemaGen compute them."""
+    frame = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    stats_list = tfdv.generate_statistics_from_dataframe(frame)
+    return stats_list.datasets[0], tfdv.infer_schema(stats_list)
+
+
+@pytest.fixture(scope="module")
+def good():
+    spec = load_spec(MOVIES_FIXTURE_SPEC)
+    stats, schema = stats_schema(MOVIES_FIXTURE_CSV)
+    return spec, stats, schema
+
+
+def spec_on(tmp_path, csv_name, mutate=None):
+    with open(MOVIES_FIXTURE_SPEC) as f:
+        raw = yaml.safe_load(f)
+    raw["data"]["path"] = csv_name
+    if mutate:
+        mutate(raw)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_spec(str(path))
+
+
+def test_clean_data_passes(good):
+    spec, stats, schema = good
+    errors, warnings = check_data(spec, schema, {"train": stats}, {})
+    assert errors == [] and warnings == []
+
+
+def test_wrong_typed_column_named_with_file_and_lines(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame.loc[[3, 10], "Year"] = ["nineteen-ninety", "unknown"]
+    bad_csv = tmp_path / "movies.csv"
+    frame.to_csv(bad_csv, index=False)
+    spec = spec_on(tmp_path, "movies.csv")
+    stats, schema = stats_schema(bad_csv)
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert len(errors) == 2  # the input and the `decade` slice both read Year
+    message = errors[0]
+    assert str(bad_csv) in message
+    assert "column 'Year'" in message and "input 'year' (numeric)" in message
+    assert "holds strings, but a 'year' (numeric) needs numbers" in message
+    # Line numbers count the header: row 3 of the frame is line 5 of the file.
+    assert f"{bad_csv} line 5: 'nineteen-ninety'" in message
+    assert f"{bad_csv} line 12: 'unknown'" in message
+
+
+def test_missing_column_and_missing_labels(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame = frame.drop(columns=["Runtime"])
+    frame.loc[[0, 1, 2], "Meter"] = ""
+    bad_csv = tmp_path / "movies.csv"
+    frame.to_csv(bad_csv, index=False)
+    spec = spec_on(tmp_path, "movies.csv")
+    stats, schema = stats_schema(bad_csv)
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    text = "\n".join(errors)
+    assert "column 'Runtime' (input 'runtime' (numeric)) is not in the data" in text
+    assert (
+        "label column 'Meter' (output 'meter') is empty or missing in 3 example(s) of "
+        "split 'train'"
+    ) in text
+    assert f"{bad_csv} line 2: ''; {bad_csv} line 3: ''; {bad_csv} line 4: ''" in text
+
+
+def test_binary_string_label_needs_positive_values(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame["Oscars"] = ["yes" if int(v) > 0 else "no" for v in frame["Oscars"]]
+    frame.to_csv(tmp_path / "movies.csv", index=False)
+    spec = spec_on(tmp_path, "movies.csv")
+    stats, schema = stats_schema(tmp_path / "movies.csv")
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert any("set `positive_values`" in e and "'Oscars'" in e for e in errors)
+    spec = spec_on(
+        tmp_path, "movies.csv", lambda r: r["outputs"][1].update(positive_values=["yes"])
+    )
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert errors == []
+
+
+def test_anomalies_against_a_curated_schema(good, tmp_path):
+    spec, _, schema = good
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame.loc[5, "Runtime"] = "long"
+    frame.loc[7, "MPAA"] = "Never-seen"
+    frame.to_csv(tmp_path / "movies.csv", index=False)
+    bad_stats, _ = stats_schema(tmp_path / "movies.csv")
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    anomalies = tfdv.validate_statistics(
+        statistics_pb2.DatasetFeatureStatisticsList(datasets=[bad_stats]), schema
+    )
+    assert "Runtime" in anomalies.anomaly_info
+    spec = spec_on(tmp_path, "movies.csv")
+    errors, warnings = check_data(spec, schema, {"eval": bad_stats}, {"eval": anomalies})
+    runtime = [e for e in errors if "column 'Runtime'" in e and "split 'eval'" in e]
+    assert runtime, errors
+    assert os.path.join(str(tmp_path), "movies.csv") in runtime[0]
+    # An unseen category is what OOV buckets are for: a warning, not a stop.
+    assert "MPAA" in anomalies.anomaly_info
+    assert any("column 'MPAA'" in w for w in warnings)
+    assert not any("column 'MPAA'" in e for e in errors)

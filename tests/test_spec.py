@@ -1,0 +1,206 @@
+"""The dataset spec: loading, defaults, round trip, and every validation error."""
+
+import copy
+import os
+
+import pytest
+import yaml
+from conftest import DIGITS_FIXTURE_SPEC, MOVIES_FIXTURE_SPEC, REPO
+
+from pipeline.spec import Spec, SpecError, load_spec
+from preprocessing import MODALITIES
+
+
+def write_spec(tmp_path, raw, name="bad.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+@pytest.fixture
+def raw_movies():
+    with open(MOVIES_FIXTURE_SPEC) as f:
+        raw = yaml.safe_load(f)
+    # Point at the fixture data from wherever the test writes its spec.
+    raw["data"]["path"] = os.path.join(REPO, "data", "movies", "fixture", "movies.csv")
+    return raw
+
+
+def problems_of(tmp_path, raw):
+    with pytest.raises(SpecError) as info:
+        load_spec(write_spec(tmp_path, raw))
+    return info.value
+
+
+def test_bundled_specs_load_with_defaults():
+    for path in (
+        os.path.join(REPO, "data", "movies", "movies.yaml"),
+        MOVIES_FIXTURE_SPEC,
+        os.path.join(REPO, "data", "digits", "digits.yaml"),
+        DIGITS_FIXTURE_SPEC,
+    ):
+        spec = load_spec(path)
+        assert spec.inputs and spec.outputs
+    movies = load_spec(MOVIES_FIXTURE_SPEC)
+    by_name = {i.name: i for i in movies.inputs}
+    assert {i.modality for i in movies.inputs} == {"text", "multi_value", "numeric", "categorical"}
+    # Defaults per modality fill what the spec leaves out.
+    assert by_name["year"].options == {"scaling": "zscore", "missing_flag": True}
+    assert by_name["reviews"].options["scaling"] == "log"
+    assert by_name["mpaa"].options["num_oov_buckets"] == 1
+    assert by_name["cast"].options["delimiter"] == ","
+    heads = {o.name: o for o in movies.outputs}
+    assert heads["meter"].loss == "huber" and heads["meter"].loss_weight == 1.0
+    assert heads["oscar"].loss == "binary_crossentropy"  # default per head type
+    assert heads["oscar"].class_weights == {"0": 1.0, "1": 5.0}
+    assert heads["genre"].loss == "binary_crossentropy"
+    assert len(heads["genre"].options["classes"]) == 21
+    assert movies.data.hash_buckets == {"train": 4, "eval": 1}
+    assert movies.data.split_key == "ID"
+    assert [s.name for s in movies.slices] == ["mpaa", "decade"]
+    digits = load_spec(DIGITS_FIXTURE_SPEC)
+    assert digits.data.format == "tfrecord"
+    assert digits.inputs[0].options == {"height": 16, "width": 16, "channels": 1}
+    assert {o.type for o in digits.outputs} == {"multiclass", "binary"}
+
+
+def test_round_trip_through_custom_config():
+    spec = load_spec(MOVIES_FIXTURE_SPEC)
+    again = Spec.from_dict(copy.deepcopy(spec.to_dict()))
+    assert again == spec
+    assert again.fingerprint() == spec.fingerprint()
+
+
+def test_every_modality_is_discovered():
+    assert set(MODALITIES) == {"numeric", "categorical", "text", "multi_value", "image"}
+
+
+@pytest.mark.parametrize(
+    "mutate, key, fragment",
+    [
+        (
+            lambda r: r["inputs"][0].update(modality="txt"),
+            "inputs[0].modality",
+            "unknown modality 'txt'",
+        ),
+        (
+            lambda r: r["outputs"][2].update(loss="mse"),
+            "outputs[2].loss",
+            "'mse' is not a loss for a multilabel head",
+        ),
+        (
+            lambda r: r["outputs"][0].update(type="ranking"),
+            "outputs[0].type",
+            "unknown head type 'ranking'",
+        ),
+        (
+            lambda r: r["inputs"].append({"name": "title2", "column": "Title", "modality": "text"}),
+            "inputs[11].column",
+            "'Title' is listed twice",
+        ),
+        (
+            lambda r: r["inputs"].append(
+                {"name": "year", "column": "Runtime", "modality": "numeric"}
+            ),
+            "inputs[11].name",
+            "'year' is listed twice",
+        ),
+        (
+            lambda r: r["inputs"].append(
+                {"name": "meter_in", "column": "Meter", "modality": "numeric"}
+            ),
+            "outputs[0].column",
+            "label column 'Meter' is also an input",
+        ),
+        (
+            lambda r: r["outputs"][1].update(loss_weight=-0.5),
+            "outputs[1].loss_weight",
+            "must be a number >= 0",
+        ),
+        (
+            lambda r: r["outputs"][1].update(class_weights={0: 1.0, 1: -2}),
+            "outputs[1].class_weights.1",
+            "must be a number >= 0",
+        ),
+        (lambda r: r["data"].update(path="no_such_file.csv"), "data.path", "no data file matches"),
+        (
+            lambda r: r["data"].update(schema="missing_schema.pbtxt"),
+            "data.schema",
+            "schema file not found",
+        ),
+        (lambda r: r["inputs"][7].update(scaling="sqrt"), "inputs[7].scaling", "must be one of"),
+        (
+            lambda r: r["inputs"][7].update(buckets=3),
+            "inputs[7].buckets",
+            "unknown option for modality 'numeric'",
+        ),
+        (lambda r: r["outputs"][2].pop("classes"), "outputs[2].classes", "needs `classes`"),
+        (lambda r: r["data"].update(format="parquet"), "data.format", "must be one of"),
+        (lambda r: r["data"].update(split={"train": 4}), "data.split", "exactly 'train' and"),
+        (lambda r: r.update(trainer={}), "trainer", "unknown section"),
+        (
+            lambda r: r["training"].update(epochs=0)
+            if "training" in r
+            else r.update(training={"epochs": 0}),
+            "training.epochs",
+            "positive integer",
+        ),
+        (
+            lambda r: r["outputs"][0].update(gates=[{"metric": "mae"}]),
+            "outputs[0].gates[0]",
+            "needs at least one of",
+        ),
+        (
+            lambda r: r["inputs"][0].update(name="has space"),
+            "inputs[0].name",
+            "must be an identifier",
+        ),
+        (lambda r: r["slices"][1].update(bucket_width=0), "slices[1].bucket_width", "> 0"),
+    ],
+)
+def test_validation_errors_name_file_and_key(tmp_path, raw_movies, mutate, key, fragment):
+    mutate(raw_movies)
+    error = problems_of(tmp_path, raw_movies)
+    keys = [k for k, _ in error.problems]
+    assert key in keys, error
+    message = str(error)
+    assert "bad.yaml" in message
+    assert any(fragment in line and key in line for line in message.splitlines()), message
+
+
+def test_all_problems_reported_at_once(tmp_path, raw_movies):
+    raw_movies["inputs"][0]["modality"] = "txt"
+    raw_movies["outputs"][1]["loss_weight"] = -1
+    raw_movies["data"]["path"] = "missing.csv"
+    error = problems_of(tmp_path, raw_movies)
+    assert {"inputs[0].modality", "outputs[1].loss_weight", "data.path"} <= {
+        k for k, _ in error.problems
+    }
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("inputs: [unclosed\n")
+    with pytest.raises(SpecError, match="broken.yaml: not valid YAML"):
+        load_spec(str(bad))
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(str(tmp_path / "nope.yaml"))
+
+
+def test_pre_split_files(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "train" / "a.csv").write_text("x,y\n1,2\n")
+    raw = {
+        "name": "presplit",
+        "data": {"path": ".", "split": {"train": "train/*.csv", "eval": "eval/*.csv"}},
+        "inputs": [{"name": "x", "modality": "numeric"}],
+        "outputs": [{"name": "y", "type": "regression"}],
+    }
+    error = problems_of(tmp_path, raw)
+    assert [k for k, _ in error.problems] == ["data.split.eval"]
+    (tmp_path / "eval" / "b.csv").write_text("x,y\n3,4\n")
+    spec = load_spec(write_spec(tmp_path, raw, "ok.yaml"))
+    assert spec.data.hash_buckets is None
+    assert spec.data.patterns == {"train": "train/*.csv", "eval": "eval/*.csv"}
+    assert spec.data.root == str(tmp_path)
