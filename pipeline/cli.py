@@ -68,12 +68,47 @@ def _print_outputs(paths) -> None:
         ("Transform", "transformed_examples", "transformed examples"),
         ("Transform", "transform_graph", "transform graph"),
         ("Transform", "post_transform_stats", "post-transform statistics"),
+        ("Trainer", "model", "model (SavedModel)"),
+        ("Trainer", "model_run", "training logs (TensorBoard)"),
     ]
     print("\nArtifacts of this run:")
     for component, key, label in shown:
         for artifact in outputs.get(component, {}).get(key, []):
             print(f"  {label:28s} {artifact.uri}")
     print(f"  {'ML Metadata':28s} {paths.metadata_path}")
+    for artifact in outputs.get("Trainer", {}).get("model_run", []):
+        print_training_report(artifact.uri)
+
+
+def print_training_report(model_run_uri: str) -> None:
+    """Per-head validation metrics next to what a trivial predictor scores."""
+    import json
+
+    from trainer.task import REPORT_FILE
+
+    path = os.path.join(model_run_uri, REPORT_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        report = json.load(f)
+    print(
+        f"\nValidation metrics ({report['eval_examples']} eval examples; best of "
+        f"{report['epochs_run']} epochs: {report['best_epoch']}; {report['strategy']} x"
+        f"{report['replicas']}, batch {report['global_batch_size']}):"
+    )
+    print(f"  {'head':12s} {'metric':16s} {'model':>10s} {'trivial':>10s}  better?")
+    lower_is_better = {"loss", "mae", "rmse"}
+    for head, h in report["heads"].items():
+        for metric, value in h["metrics"].items():
+            base = h["baseline"].get(metric)
+            if base is None:
+                print(f"  {head:12s} {metric:16s} {value:10.4f} {'':>10s}")
+                continue
+            better = value < base if metric in lower_is_better else value > base
+            print(
+                f"  {head:12s} {metric:16s} {value:10.4f} {base:10.4f}  "
+                f"{'yes' if better else 'NO'}"
+            )
 
 
 def cmd_run(args) -> int:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 
 from tfx import v1 as tfx
-from tfx.proto import example_gen_pb2
+from tfx.proto import example_gen_pb2, trainer_pb2
 
 from components.data_gate import DataGate
 from pipeline.spec import Spec
+from pipeline.version import code_fingerprint
 
 PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
 
 
 def _example_gen(spec: Spec):
@@ -52,8 +54,14 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | tuple = (),
     enable_cache: bool = True,
+    train_steps: int | None = None,
 ) -> tfx.dsl.Pipeline:
-    """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform."""
+    """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
+    -> Trainer.
+
+    Training settings come from the spec (`training:`); `train_steps` caps the training steps
+    (spread over the spec's epochs) when given, otherwise every epoch reads the whole split.
+    """
     spec_dict = spec.to_dict()
 
     example_gen = _example_gen(spec)
@@ -77,9 +85,18 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"spec": spec_dict},
+        custom_config={"spec": spec_dict, "code": code_fingerprint()},
     )
     transform.add_upstream_node(data_gate)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=trainer_pb2.TrainArgs(num_steps=train_steps) if train_steps else None,
+        eval_args=trainer_pb2.EvalArgs(num_steps=None),
+        custom_config={"spec": spec_dict, "code": code_fingerprint()},
+    )
 
     return tfx.dsl.Pipeline(
         pipeline_name=spec.name,
@@ -91,6 +108,7 @@ def create_pipeline(
             example_validator,
             data_gate,
             transform,
+            trainer,
         ],
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,

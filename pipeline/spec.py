@@ -72,6 +72,7 @@ class OutputSpec:
     metrics: tuple = ()
     class_weights: dict | None = None
     gates: tuple = ()
+    hidden_units: int = 0  # a hidden layer of the head's own (0: the head reads the trunk)
     options: dict = field(default_factory=dict)
 
     @property
@@ -99,11 +100,18 @@ class DataSpec:
 
 TRAINING_DEFAULTS = {
     "epochs": 10,
-    "batch_size": 64,
+    "batch_size": 64,  # per replica: the global batch is this times the number of devices
     "learning_rate": 0.001,
-    "early_stopping_patience": 3,
+    "early_stopping_patience": 3,  # epochs without a better weighted validation loss
+    "mixed_precision": False,  # mixed_float16 on GPUs (heads stay float32)
 }
-MODEL_DEFAULTS = {"fusion": "concatenate", "trunk_units": [128, 64], "dropout": 0.2}
+MODEL_DEFAULTS = {
+    "fusion": "concatenate",  # or "gated": a learned, per-example weighting of the towers
+    "fusion_units": 64,  # the gated fusion's projection size
+    "trunk_units": [128, 64],
+    "dropout": 0.2,
+    "modality_dropout": 0.0,  # in training, drop a whole input with this probability
+}
 FUSIONS = {"concatenate", "gated"}
 
 
@@ -139,6 +147,7 @@ class Spec:
                 "loss": o.loss,
                 "loss_weight": o.loss_weight,
                 "metrics": list(o.metrics),
+                "hidden_units": o.hidden_units,
                 "gates": [
                     {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
                     for g in o.gates
@@ -385,6 +394,7 @@ class _Parser:
             "metrics",
             "class_weights",
             "gates",
+            "hidden_units",
         }
         for key, item in self._named_list("outputs", raw):
             type_name = item.get("type")
@@ -415,6 +425,16 @@ class _Parser:
                 )
                 metrics = list(head_type.metrics)
             class_weights = self._class_weights(f"{key}.class_weights", item.get("class_weights"))
+            if class_weights and type_name not in ("binary", "multiclass"):
+                self.error(
+                    f"{key}.class_weights",
+                    f"a {type_name} head takes no class weights "
+                    "(binary and multiclass heads do)",
+                )
+            hidden = item.get("hidden_units", 0)
+            if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
+                self.error(f"{key}.hidden_units", f"must be an integer >= 0, got {hidden!r}")
+                hidden = 0
             gates = self._gates(f"{key}.gates", item.get("gates") or [])
             options = {k: v for k, v in item.items() if k not in common}
             options, errors = head_type.resolve(options)
@@ -430,6 +450,7 @@ class _Parser:
                     metrics=tuple(metrics),
                     class_weights=class_weights,
                     gates=tuple(gates),
+                    hidden_units=hidden,
                     options=options,
                 )
             )
@@ -525,10 +546,19 @@ class _Parser:
             or not all(isinstance(u, int) and u > 0 for u in out["trunk_units"])
         ):
             self.error(f"{section}.trunk_units", "must be a list of positive integers")
-        if "dropout" in out and (
-            not isinstance(out["dropout"], int | float) or not 0 <= out["dropout"] < 1
-        ):
-            self.error(f"{section}.dropout", "must be a number in [0, 1)")
+        for k, top in (("dropout", 0.99), ("modality_dropout", 1.0)):
+            value = out.get(k, 0)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 <= value <= top
+            ):
+                self.error(f"{section}.{k}", f"must be a number in [0, {top}]")
+        if out.get("mixed_precision", False) not in (True, False):
+            self.error(f"{section}.mixed_precision", "must be true or false")
+        units = out.get("fusion_units", 1)
+        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
+            self.error(f"{section}.fusion_units", "must be a positive integer")
         return out
 
     # -- across sections -------------------------------------------------------------------------

@@ -89,6 +89,28 @@ class Modality(Configurable):
     def transform(self, x, name: str, options: dict) -> dict[str, tf.Tensor]:
         raise NotImplementedError
 
+    # -- the model side: the tower that reads what `transform` produced ---------------------------
+    def keras_inputs(self, name: str, options: dict, info) -> dict:
+        """One named Keras Input per transformed feature, shaped as Transform wrote it."""
+        import tf_keras as keras
+
+        inputs = {}
+        for feature in self.output_names(name, options):
+            spec = info.feature_spec[feature]
+            inputs[feature] = keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=feature)
+        return inputs
+
+    def tower(self, inputs: dict, name: str, options: dict, info):
+        """Returns ([B, D] tower output, [B] bool presence of this input)."""
+        raise NotImplementedError
+
+
+def embedding_dim(options: dict, vocab: int) -> int:
+    """The spec's `embedding_dim`, else a size that grows slowly with the vocabulary."""
+    if options.get("embedding_dim"):
+        return options["embedding_dim"]
+    return int(min(64, max(4, round(1.6 * vocab**0.56))))
+
 
 # ---------------------------------------------------------------------------------------------
 # Tensor helpers. A raw column reaches preprocessing_fn as a dense [batch, 1] tensor when the

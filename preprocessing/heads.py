@@ -62,12 +62,99 @@ class HeadType(Configurable):
     def transform_label(self, x, head, options) -> tf.Tensor:
         raise NotImplementedError
 
+    # -- the model side -----------------------------------------------------------------------
+    def num_units(self, head, info) -> int:
+        return 1
+
+    def build_output(self, x, head, info):
+        """The head's output layer, named after the head, computed in float32.
+
+        Its bias starts at the training prior (log-odds, or log-frequencies for softmax), so the
+        head predicts the base rate from the first step instead of learning it first.
+        """
+        import numpy as np
+        import tf_keras as keras
+
+        prior = info.label_priors.get(head.name)
+        bias = "zeros"
+        if prior is not None:
+            prior = np.atleast_1d(prior)
+            start = np.log(prior) if self.activation == "softmax" else np.log(prior / (1 - prior))
+            bias = keras.initializers.Constant(start.astype("float32"))
+        return keras.layers.Dense(
+            self.num_units(head, info),
+            activation=self.activation,
+            bias_initializer=bias,
+            dtype="float32",
+            name=head.name,
+        )(x)
+
+    activation: ClassVar[str | None] = None
+
+    def keras_label(self, label: tf.Tensor) -> tf.Tensor:
+        """The transformed label as the loss wants it."""
+        return label
+
+    def keras_loss(self, head, info):
+        raise NotImplementedError
+
+    def keras_metrics(self, head, info) -> list:
+        return [self.metric(m, head, info) for m in head.metrics]
+
+    def metric(self, name, head, info):
+        raise NotImplementedError
+
+    def serving_outputs(self, head, prediction, info) -> dict:
+        """Every output of serving_default for this head (its prediction under its own name)."""
+        return {head.name: prediction}
+
+    def label_weight(self, label: tf.Tensor, head, info) -> tf.Tensor | None:
+        """Per-example weight from the head's class_weights (None: every example weighs 1)."""
+        return None
+
 
 class Regression(HeadType):
     name = "regression"
     losses = ("mse", "huber", "mae")
     metrics = ("mae", "rmse")
     schema_types = frozenset({INT, FLOAT})
+
+    def build_output(self, x, head, info):
+        """Learns z-scores, predicts in label units (mean/std of the training labels)."""
+        import tf_keras as keras
+
+        from trainer.layers import Rescale
+
+        mean, std = info.label_stats[head.name]
+        z = keras.layers.Dense(1, dtype="float32", name=f"{head.name}_z")(x)
+        return Rescale(mean, std, dtype="float32", name=head.name)(z)
+
+    def keras_label(self, label):
+        return label[:, None]
+
+    def keras_loss(self, head, info):
+        """The loss on standardized values, so its scale is comparable with other heads'."""
+        import tf_keras as keras
+
+        mean, std = info.label_stats[head.name]
+        base = {
+            "mse": keras.losses.mean_squared_error,
+            "mae": keras.losses.mean_absolute_error,
+            "huber": keras.losses.huber,
+        }[head.loss]
+
+        def standardized_loss(y_true, y_pred):
+            return base((y_true - mean) / std, (y_pred - mean) / std)
+
+        standardized_loss.__name__ = f"standardized_{head.loss}"
+        return standardized_loss
+
+    def metric(self, name, head, info):
+        import tf_keras as keras
+
+        if name == "mae":
+            return keras.metrics.MeanAbsoluteError(name="mae")
+        return keras.metrics.RootMeanSquaredError(name="rmse")
 
     def transform_label(self, x, head, options):
         values, _ = dense_with_mask(x, 0)
@@ -84,6 +171,36 @@ class Binary(HeadType):
         # String labels: the values counted as positive (required when the column holds strings).
         "positive_values": None,
     }
+
+    activation = "sigmoid"
+
+    def keras_label(self, label):
+        return label[:, None]
+
+    def keras_loss(self, head, info):
+        import tf_keras as keras
+
+        if head.loss == "focal":
+            return keras.losses.BinaryFocalCrossentropy()
+        return keras.losses.BinaryCrossentropy()
+
+    def metric(self, name, head, info):
+        import tf_keras as keras
+
+        return {
+            "auc": lambda: keras.metrics.AUC(name="auc"),
+            "pr_auc": lambda: keras.metrics.AUC(curve="PR", name="pr_auc"),
+            "precision": lambda: keras.metrics.Precision(name="precision"),
+            "recall": lambda: keras.metrics.Recall(name="recall"),
+            "accuracy": lambda: keras.metrics.BinaryAccuracy(name="accuracy"),
+        }[name]()
+
+    def label_weight(self, label, head, info):
+        if not head.class_weights:
+            return None
+        w0 = head.class_weights.get("0", 1.0)
+        w1 = head.class_weights.get("1", 1.0)
+        return tf.where(label > 0.5, w1, w0)
 
     def validate(self, options):
         errors = []
@@ -122,6 +239,47 @@ class Multiclass(HeadType):
     def validate(self, options):
         return _check_classes(options) + check_int(options, "top_k", 2)
 
+    activation = "softmax"
+
+    def class_names(self, head, info) -> list[str]:
+        if head.options["classes"]:
+            return [str(c) for c in head.options["classes"]]
+        return [v.decode() for v in info.vocabulary(label_name(head.name))]
+
+    def num_units(self, head, info):
+        return len(self.class_names(head, info))
+
+    def keras_loss(self, head, info):
+        import tf_keras as keras
+
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def keras_label(self, label):
+        return tf.maximum(label, 0)  # -1 (a class unseen in training) weighs 0, see label_weight
+
+    def label_weight(self, label, head, info):
+        known = tf.cast(label >= 0, tf.float32)
+        if not head.class_weights:
+            return known
+        names = self.class_names(head, info)
+        weights = tf.constant([head.class_weights.get(c, 1.0) for c in names], tf.float32)
+        return known * tf.gather(weights, tf.maximum(label, 0))
+
+    def metric(self, name, head, info):
+        import tf_keras as keras
+
+        if name == "accuracy":
+            return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        k = min(3, self.num_units(head, info) - 1)
+        return keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top_k_accuracy")
+
+    def serving_outputs(self, head, prediction, info):
+        names = tf.constant(self.class_names(head, info))
+        return {
+            head.name: prediction,
+            f"{head.name}_class": tf.gather(names, tf.argmax(prediction, axis=-1)),
+        }
+
     def transform_label(self, x, head, options):
         values, _ = dense_with_mask(x, "" if x.dtype == tf.string else 0)
         values = as_string(values)
@@ -158,6 +316,39 @@ class Multilabel(HeadType):
 
     def depth(self, options) -> int:
         return len(options["classes"]) if options["classes"] else options["max_classes"]
+
+    activation = "sigmoid"
+
+    def class_names(self, head, info) -> list[str]:
+        if head.options["classes"]:
+            return [str(c) for c in head.options["classes"]]
+        names = [v.decode() for v in info.vocabulary(label_name(head.name))]
+        return names + [f"<unused {i}>" for i in range(len(names), self.depth(head.options))]
+
+    def num_units(self, head, info):
+        return self.depth(head.options)
+
+    def keras_loss(self, head, info):
+        import tf_keras as keras
+
+        return keras.losses.BinaryCrossentropy()
+
+    def metric(self, name, head, info):
+        import tf_keras as keras
+
+        if name == "auc":
+            return keras.metrics.AUC(
+                multi_label=True, num_labels=self.num_units(head, info), name="auc"
+            )
+        return {"precision": keras.metrics.Precision, "recall": keras.metrics.Recall}[name](
+            name=name
+        )
+
+    def serving_outputs(self, head, prediction, info):
+        """Probabilities, and the labels over 0.5 as strings ('' where not predicted)."""
+        names = tf.constant(self.class_names(head, info))
+        chosen = tf.where(prediction > 0.5, names[None, :], tf.constant(""))
+        return {head.name: prediction, f"{head.name}_labels": chosen}
 
     def transform_label(self, x, head, options):
         text, _ = dense_with_mask(x, "")

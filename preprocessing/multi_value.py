@@ -14,6 +14,7 @@ from preprocessing.base import (
     check_choice,
     check_int,
     dense_with_mask,
+    embedding_dim,
     padded_ids,
 )
 
@@ -34,6 +35,8 @@ class MultiValue(Modality):
         "frequency_threshold": 2,
         "num_oov_buckets": 1,
         "max_length": 16,
+        "embedding_dim": None,
+        "combiner": "mean",  # the tower's embedding bag: mean | sum
     }
 
     def validate(self, options):
@@ -46,6 +49,8 @@ class MultiValue(Modality):
             + check_int(options, "frequency_threshold", 1)
             + check_int(options, "num_oov_buckets", 1)
             + check_int(options, "max_length", 1)
+            + check_int(options, "embedding_dim", 1, allow_none=True)
+            + check_choice(options, "combiner", {"mean", "sum"})
         )
 
     def transform(self, x, name, options):
@@ -65,6 +70,28 @@ class MultiValue(Modality):
             counts = tf.reduce_sum(tf.one_hot(ids.to_tensor(default_value=-1), depth), axis=1)
             return {name: counts}
         return {name: padded_ids(ids, options["max_length"], keep_lowest=True)}
+
+    def tower(self, inputs, name, options, info):
+        import tf_keras as keras
+
+        from trainer.layers import CountFractions, MaskedPooling, Presence
+
+        x = inputs[name]
+        if options["encoding"] == "bag":  # counts: a linear embedding bag
+            size = options["top_k"] + options["num_oov_buckets"]
+            counts = (
+                CountFractions(name=f"{name}_fractions")(x) if options["combiner"] == "mean" else x
+            )
+            tower = keras.layers.Dense(
+                embedding_dim(options, size), use_bias=False, name=f"{name}_bag"
+            )(counts)
+            return tower, Presence("nonzero", name=f"{name}_present")(x)
+        size = info.vocab_size(name) + options["num_oov_buckets"] + 1  # + padding id 0
+        embedded = keras.layers.Embedding(
+            size, embedding_dim(options, size), name=f"{name}_embedding"
+        )(x)
+        tower = MaskedPooling(options["combiner"], name=f"{name}_bag")(embedded, x)
+        return tower, Presence("ids", name=f"{name}_present")(x)
 
 
 MODALITY = MultiValue()

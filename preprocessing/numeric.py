@@ -3,7 +3,7 @@
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from preprocessing.base import FLOAT, INT, Modality, check_choice, dense_with_mask
+from preprocessing.base import FLOAT, INT, Modality, check_choice, check_int, dense_with_mask
 
 
 class Numeric(Modality):
@@ -16,12 +16,13 @@ class Numeric(Modality):
         # Emit `<name>_missing` (1.0 where the value was absent). The value itself is imputed
         # with the training mean, which is 0 after z-scoring.
         "missing_flag": True,
+        "units": 8,  # the tower: one dense layer over [value, missing flag]
     }
 
     def validate(self, options):
         errors = check_choice(options, "scaling", {"zscore", "log", "minmax"})
         errors += check_choice(options, "missing_flag", {True, False})
-        return errors
+        return errors + check_int(options, "units", 1)
 
     def output_names(self, name, options):
         return [name, f"{name}_missing"] if options["missing_flag"] else [name]
@@ -46,6 +47,21 @@ class Numeric(Modality):
         if options["missing_flag"]:
             out[f"{name}_missing"] = 1.0 - tf.cast(present, tf.float32)
         return out
+
+    def tower(self, inputs, name, options, info):
+        import tf_keras as keras
+
+        from trainer.layers import Presence
+
+        parts = [keras.layers.Reshape((1,), name=f"{name}_value")(inputs[name])]
+        present = Presence("all", name=f"{name}_present")(inputs[name])
+        if options["missing_flag"]:
+            flag = inputs[f"{name}_missing"]
+            parts.append(keras.layers.Reshape((1,), name=f"{name}_flag")(flag))
+            present = Presence("flag", name=f"{name}_present_flag")(flag)
+        x = keras.layers.Concatenate(name=f"{name}_concat")(parts) if len(parts) > 1 else parts[0]
+        x = keras.layers.Dense(options["units"], activation="relu", name=f"{name}_dense")(x)
+        return x, present
 
 
 MODALITY = Numeric()

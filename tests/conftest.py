@@ -6,6 +6,13 @@ import os
 import pytest
 import tensorflow as tf
 
+# Two logical CPU devices for the whole session, so tf.distribute.MirroredStrategy runs for real
+# on a machine without GPUs. Must happen before TensorFlow initialises its devices.
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(
+    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
+)
+
 from pipeline import env as _env  # noqa: F401,I001
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,0 +1,244 @@
+"""The model builder, the weighted losses, modality dropout and MirroredStrategy on 2 CPUs.
+
+Everything runs on real transformed fixture data: the spec's preprocessing_fn through
+tf.Transform's Beam implementation, written as the TFRecords the Trainer reads.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+from conftest import (
+    DIGITS_FIXTURE_SPEC,
+    DIGITS_FIXTURE_TFRECORD,
+    MOVIES_FIXTURE_CSV,
+    MOVIES_FIXTURE_SPEC,
+    read_csv_columns,
+    tft_examples,
+)
+from tft_harness import run_transform, write_transformed
+
+from pipeline.spec import OutputSpec, Spec, load_spec
+from trainer.data import collect_labels, make_dataset
+from trainer.model import FeatureInfo, build_model, compile_model
+from trainer.train import train
+
+
+@dataclasses.dataclass
+class Prepared:
+    spec: Spec
+    tft_output: object
+    info: FeatureInfo
+    train_files: str
+    eval_files: str
+
+
+def prepare(spec, instances, feature_spec, tmp):
+    transformed, tft_output = run_transform(spec, instances, feature_spec, str(tmp))
+    n = len(instances)
+    cut = int(n * 0.75)
+    train_files = write_transformed(transformed, tft_output, str(tmp / "train.gz"), range(cut))
+    eval_files = write_transformed(transformed, tft_output, str(tmp / "eval.gz"), range(cut, n))
+    labels = collect_labels(train_files, spec, tft_output.transformed_feature_spec())
+    info = FeatureInfo.from_transform_output(tft_output, labels, spec)
+    return Prepared(spec, tft_output, info, train_files, eval_files)
+
+
+@pytest.fixture(scope="module")
+def movies(tmp_path_factory):
+    spec = load_spec(MOVIES_FIXTURE_SPEC)
+    rows, kinds = read_csv_columns(MOVIES_FIXTURE_CSV, 200)
+    instances, feature_spec = tft_examples(rows, kinds)
+    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("movies"))
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    spec = load_spec(DIGITS_FIXTURE_SPEC)
+    feature_spec = {
+        "image": tf.io.FixedLenFeature([1], tf.string),
+        "ink": tf.io.FixedLenFeature([1], tf.float32),
+        "digit": tf.io.FixedLenFeature([1], tf.int64),
+        "odd": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    records = list(tf.data.TFRecordDataset(DIGITS_FIXTURE_TFRECORD).take(120))
+    parsed = tf.io.parse_example(tf.stack(records), feature_spec)
+    instances = [{k: list(parsed[k][i].numpy()) for k in feature_spec} for i in range(120)]
+    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("digits"))
+
+
+def one_batch(p: Prepared, spec=None, size=64):
+    ds = make_dataset(p.train_files, spec or p.spec, p.info, size)
+    return next(iter(ds))
+
+
+def layer_names(model):
+    return {layer.name for layer in model.layers}
+
+
+def test_movies_model_has_a_tower_per_input_and_a_head_per_output(movies):
+    model = build_model(movies.spec, movies.info)
+    assert set(model.output_names) == {"meter", "oscar", "genre"}
+    input_names = {i.name for i in model.inputs}
+    for item in movies.spec.inputs:
+        assert item.name in input_names
+    assert {"year_missing", "runtime_missing", "reviews_missing"} <= input_names
+    names = layer_names(model)
+    for item in movies.spec.inputs:
+        assert f"{item.name}_or_missing" in names  # every tower, with its missing path
+    assert {"title_embedding", "title_pool"} <= names  # text: embedding + pooling encoder
+    assert {"cast_embedding", "cast_bag"} <= names  # multi_value: embedding bag
+    assert {"year_dense", "mpaa_embedding"} <= names  # numeric, categorical
+    assert {"fusion", "trunk_0", "trunk_1"} <= names
+    x, _, _ = one_batch(movies)
+    out = model(x)
+    n = x["year"].shape[0]
+    assert out["meter"].shape == (n, 1) and out["oscar"].shape == (n, 1)
+    assert out["genre"].shape == (n, 21)
+    assert np.all((out["oscar"].numpy() >= 0) & (out["oscar"].numpy() <= 1))
+
+
+def test_digits_model_has_an_image_tower(digits):
+    model = build_model(digits.spec, digits.info)
+    assert {"image_conv0", "image_pool0", "image_conv1", "image_gap", "ink_dense"} <= layer_names(
+        model
+    )
+    x, _, _ = one_batch(digits)
+    out = model(x)
+    assert x["image"].shape[1:] == (16, 16, 1)
+    assert out["digit"].shape[1] == 10 and out["odd"].shape[1] == 1
+    assert np.allclose(out["digit"].numpy().sum(axis=1), 1, atol=1e-5)
+
+
+def test_text_encoders_and_gated_fusion_build(movies):
+    raw = movies.spec.to_dict()
+    raw["inputs"][0]["encoder"] = "conv1d"
+    raw["model"]["fusion"] = "gated"
+    spec = Spec.from_dict(raw)
+    model = build_model(spec, movies.info)
+    assert {"title_conv", "fusion"} <= layer_names(model)
+    assert type(model.get_layer("fusion")).__name__ == "GatedFusion"
+    raw["inputs"][0]["encoder"] = "lstm"
+    model = build_model(Spec.from_dict(raw), movies.info)
+    assert "title_lstm" in layer_names(model)
+    x, _, _ = one_batch(movies)
+    assert model(x)["genre"].shape[1] == 21
+
+
+def with_heads(spec, **changes):
+    outputs = tuple(dataclasses.replace(o, **changes.get(o.name, {})) for o in spec.outputs)
+    return dataclasses.replace(spec, outputs=outputs)
+
+
+def test_total_loss_is_the_weighted_sum_of_head_losses(movies):
+    spec = with_heads(
+        movies.spec,
+        meter={"loss_weight": 0.5},
+        oscar={"loss_weight": 2.0},
+        genre={"loss_weight": 3.0},
+    )
+    model = compile_model(build_model(spec, movies.info), spec, movies.info)
+    x, y, w = one_batch(movies, spec)
+    result = model.test_on_batch(x, y, sample_weight=w, return_dict=True)
+    expected = 0.5 * result["meter_loss"] + 2.0 * result["oscar_loss"] + 3.0 * result["genre_loss"]
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    assert result["meter_loss"] > 0 and result["oscar_loss"] > 0 and result["genre_loss"] > 0
+
+
+def test_class_weights_weigh_the_weighted_class(movies):
+    plain = with_heads(movies.spec, oscar={"class_weights": None})
+    weighted = with_heads(movies.spec, oscar={"class_weights": {"0": 1.0, "1": 5.0}})
+    model = compile_model(build_model(plain, movies.info), plain, movies.info)
+    x, y, w_plain = one_batch(movies, plain, size=200)
+    _, _, w_weighted = one_batch(movies, weighted, size=200)
+    labels = y["oscar"].numpy()[:, 0]
+    assert labels.sum() > 0, "the batch needs Oscar winners"
+    assert np.all(w_plain["oscar"].numpy() == 1)
+    assert np.array_equal(w_weighted["oscar"].numpy(), np.where(labels > 0.5, 5.0, 1.0))
+    loss_plain = model.test_on_batch(x, y, sample_weight=w_plain, return_dict=True)["oscar_loss"]
+    loss_weighted = model.test_on_batch(x, y, sample_weight=w_weighted, return_dict=True)[
+        "oscar_loss"
+    ]
+    p = np.clip(model(x)["oscar"].numpy()[:, 0], 1e-7, 1 - 1e-7)
+    bce = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    assert loss_plain == pytest.approx(bce.mean(), rel=1e-4)
+    weights = np.where(labels > 0.5, 5.0, 1.0)
+    assert loss_weighted == pytest.approx((weights * bce).mean(), rel=1e-4)
+    assert loss_weighted > loss_plain
+
+
+def test_modality_dropout_at_one_takes_the_missing_path(movies):
+    raw = movies.spec.to_dict()
+    raw["model"].update(modality_dropout=1.0, dropout=0.0)
+    spec = Spec.from_dict(raw)
+    model = build_model(spec, movies.info)
+    x, _, _ = one_batch(movies, spec)
+    for item in spec.inputs:  # give each missing vector a distinct value
+        layer = model.get_layer(f"{item.name}_or_missing")
+        layer.missing.assign(tf.random.normal(layer.missing.shape))
+    train_out = model(x, training=True)
+    for head, value in train_out.items():
+        v = value.numpy()
+        assert np.allclose(v, v[:1], atol=1e-5), f"{head} still depends on the inputs"
+    tower = model.get_layer("title_or_missing")
+    probe = tf_keras.Model(model.inputs, tower.output)
+    assert np.allclose(
+        probe(x, training=True).numpy(),
+        np.broadcast_to(tower.missing.numpy(), probe(x, training=True).shape),
+    )
+    served = model(x, training=False)["meter"].numpy()
+    assert served.std() > 0  # at serving time the inputs count again
+
+
+def test_mirrored_strategy_on_two_logical_cpus(movies):
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(cpus) >= 2, "conftest splits the CPU into two logical devices"
+    raw = movies.spec.to_dict()
+    raw["training"].update(epochs=2, batch_size=16)
+    spec = Spec.from_dict(raw)
+    strategy = tf.distribute.MirroredStrategy(cpus[:2])
+    result = train(
+        spec,
+        movies.tft_output,
+        movies.train_files,
+        movies.eval_files,
+        strategy=strategy,
+        train_steps=6,
+    )
+    assert result.report["replicas"] == 2
+    assert result.report["global_batch_size"] == 32  # per-replica batch x replicas
+    for key in ("loss", "val_loss", "meter_loss", "oscar_loss", "genre_loss"):
+        assert np.all(np.isfinite(result.history[key])), key
+    single = build_model(spec, result.info)
+    x, _, _ = one_batch(movies, spec)
+    mirrored_out, single_out = result.model(x), single(x)
+    for head in ("meter", "oscar", "genre"):
+        assert mirrored_out[head].shape == single_out[head].shape
+        assert np.all(np.isfinite(mirrored_out[head].numpy()))
+    assert set(result.report["heads"]) == {"meter", "oscar", "genre"}
+
+
+def test_head_hidden_layer(movies):
+    spec = with_heads(movies.spec, genre={"hidden_units": 16})
+    model = build_model(spec, movies.info)
+    assert "genre_hidden" in layer_names(model)
+    assert model.get_layer("genre_hidden").units == 16
+    assert isinstance(spec.outputs[2], OutputSpec)
+
+
+def test_classifier_biases_start_at_the_training_prior(movies):
+    model = build_model(movies.spec, movies.info)
+    oscar_prior = movies.info.label_priors["oscar"]
+    bias = model.get_layer("oscar").bias.numpy()
+    assert bias == pytest.approx(np.log(oscar_prior / (1 - oscar_prior)), rel=1e-5)
+    genre_prior = movies.info.label_priors["genre"]
+    assert genre_prior.shape == (21,)
+    assert np.allclose(
+        model.get_layer("genre").bias.numpy(), np.log(genre_prior / (1 - genre_prior)), atol=1e-5
+    )
+    mean, std = movies.info.label_stats["meter"]
+    assert 0 < mean < 100 and std > 1
+    rescale = model.get_layer("meter")
+    assert (rescale.mean, rescale.std) == (mean, std)

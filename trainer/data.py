@@ -1,0 +1,102 @@
+"""The Trainer's input pipeline: (features, {head: label}, {head: weight}) from transformed TFRecords.
+
+TFX's TensorFlowDatasetOptions takes one label key, so the dataset is built here: files are read
+in parallel, records batched before parsing (one vectorised parse per batch), labels and class
+weights split out per head with TensorFlow ops only (no Python in the hot loop), prefetched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.spec import Spec
+from preprocessing import MODALITIES
+from preprocessing.heads import HEAD_TYPES, label_name
+
+
+def input_feature_names(spec: Spec) -> list[str]:
+    names = []
+    for item in spec.inputs:
+        names += MODALITIES[item.modality].output_names(item.name, item.options)
+    return names
+
+
+def make_dataset(
+    file_pattern,
+    spec: Spec,
+    info,
+    batch_size: int,
+    shuffle: bool = False,
+    repeat: bool = False,
+    with_weights: bool = True,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    feature_spec = info.feature_spec
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=shuffle, seed=seed)
+    ds = tf.data.TFRecordDataset(
+        files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
+    )
+    if shuffle:
+        ds = ds.shuffle(10 * batch_size, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=False)
+    features = input_feature_names(spec)
+    heads = [(HEAD_TYPES[h.type], h) for h in spec.outputs]
+
+    def split(serialized):
+        parsed = tf.io.parse_example(serialized, feature_spec)
+        x = {name: parsed[name] for name in features}
+        raw = {h.name: parsed[label_name(h.name)] for _, h in heads}
+        y = {h.name: t.keras_label(raw[h.name]) for t, h in heads}
+        if not with_weights:
+            return x, y
+        weights = {}
+        for t, h in heads:
+            w = t.label_weight(raw[h.name], h, info)
+            weights[h.name] = w if w is not None else tf.ones(tf.shape(serialized)[:1])
+        return x, y, weights
+
+    return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: int = 51200) -> dict:
+    """{head: numpy labels} of up to `max_examples` examples, read without shuffling."""
+    names = {h.name: label_name(h.name) for h in spec.outputs}
+    files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_examples).batch(1024)
+    label_spec = {n: feature_spec[n] for n in names.values()}
+    ds = ds.map(lambda s: tf.io.parse_example(s, label_spec))
+    values = {h: [] for h in names}
+    for batch in ds:
+        for h, n in names.items():
+            values[h].append(batch[n].numpy())
+    return {h: np.concatenate(v) if v else np.zeros([0]) for h, v in values.items()}
+
+
+def regression_label_stats(labels: dict, spec: Spec) -> dict:
+    """(mean, std) of each regression head's training labels."""
+    stats = {}
+    for h in spec.outputs:
+        if h.type == "regression":
+            v = labels[h.name].astype(np.float64)
+            mean = float(v.mean()) if v.size else 0.0
+            std = float(v.std()) if v.size and v.std() > 0 else 1.0
+            stats[h.name] = (mean, std)
+    return stats
+
+
+def label_priors(labels: dict, spec: Spec, info) -> dict:
+    """Training frequency of each class (binary: of 1; multilabel: of each label)."""
+    priors = {}
+    for h in spec.outputs:
+        y = labels[h.name]
+        if h.type in ("binary", "multilabel") and y.size:
+            priors[h.name] = np.clip(y.astype(np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+        elif h.type == "multiclass" and y.size:
+            units = HEAD_TYPES[h.type].num_units(h, info)
+            known = y[(y >= 0) & (y < units)]
+            counts = np.bincount(known, minlength=units).astype(np.float64)
+            priors[h.name] = np.clip((counts + 1) / (counts.sum() + units), 1e-4, 1)
+    return priors

@@ -1,0 +1,101 @@
+"""The exported SavedModel: the Transform graph inside, every head out.
+
+Signatures:
+- serving_default(examples: serialized raw tf.Example, no labels needed) -> {head: prediction,
+  <multiclass head>_class, <multilabel head>_labels}.
+- serving_raw(<input column>: [batch] raw values, by name) -> the same dict; for TensorFlow
+  Serving's REST/JSON API (`{"signature_name": "serving_raw", "instances": [{...}]}`).
+- transform_features(examples) -> every transformed feature, labels and slices included (TFMA).
+An input absent from an example is handled as missing: the model's learned "missing" vector.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline.spec import Spec
+from preprocessing.heads import HEAD_TYPES
+from trainer.data import input_feature_names
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$")
+
+
+def _with_defaults(feature_spec: dict) -> dict:
+    """FixedLen features get a default so that an example without the column still parses."""
+    out = dict(feature_spec)
+    for name, f in feature_spec.items():
+        if isinstance(f, tf.io.FixedLenFeature) and f.default_value is None:
+            fill = "" if f.dtype == tf.string else 0
+            out[name] = tf.io.FixedLenFeature(
+                f.shape, f.dtype, default_value=np.full(f.shape, fill).tolist()
+            )
+    return out
+
+
+def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
+    """[batch] raw values -> what the transform layer expects for this raw feature."""
+    if isinstance(feature, tf.io.FixedLenFeature):
+        return tf.reshape(values, [-1, 1])
+    # VarLen: one value per row, an empty string is a missing value.
+    n = tf.shape(values, out_type=tf.int64)[0]
+    rows = tf.range(n)
+    keep = tf.not_equal(values, "") if values.dtype == tf.string else tf.ones_like(rows, tf.bool)
+    indices = tf.stack(
+        [tf.boolean_mask(rows, keep), tf.zeros_like(tf.boolean_mask(rows, keep))], axis=1
+    )
+    return tf.SparseTensor(indices, tf.boolean_mask(values, keep), tf.stack([n, 1]))
+
+
+class _Exporter(tf.Module):
+    def __init__(self, model, tft_output, spec: Spec, info):
+        super().__init__()
+        self.model = model
+        self.tft_layer = tft_output.transform_features_layer()
+        self.spec, self.info = spec, info
+        raw = tft_output.raw_feature_spec()
+        self.raw_spec = raw
+        columns = sorted(spec.input_columns())
+        self.input_raw_spec = _with_defaults({c: raw[c] for c in columns if c in raw})
+        self.features = input_feature_names(spec)
+
+    def predict(self, raw_features: dict) -> dict:
+        transformed = self.tft_layer(raw_features)
+        predictions = self.model({k: transformed[k] for k in self.features}, training=False)
+        outputs = {}
+        for head in self.spec.outputs:
+            outputs.update(
+                HEAD_TYPES[head.type].serving_outputs(head, predictions[head.name], self.info)
+            )
+        return outputs
+
+
+def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
+    exporter = _Exporter(model, tft_output, spec, info)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serving_default(examples):
+        return exporter.predict(tf.io.parse_example(examples, exporter.input_raw_spec))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        return exporter.tft_layer(tf.io.parse_example(examples, exporter.raw_spec))
+
+    columns = sorted(exporter.input_raw_spec)
+    bad = [c for c in columns if not _NAME_OK.match(c)]
+    signatures = {"serving_default": serving_default, "transform_features": transform_features}
+    if not bad:  # a column name TensorFlow cannot use as an input name gets no tensor signature
+        specs = [tf.TensorSpec([None], exporter.input_raw_spec[c].dtype, name=c) for c in columns]
+
+        @tf.function(input_signature=specs)
+        def serving_raw(*values):
+            raw = {
+                c: _raw_tensor(v, exporter.input_raw_spec[c])
+                for c, v in zip(columns, values, strict=True)
+            }
+            return exporter.predict(raw)
+
+        signatures["serving_raw"] = serving_raw
+    tf.saved_model.save(exporter, export_dir, signatures=signatures)

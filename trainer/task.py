@@ -1,0 +1,40 @@
+"""The Trainer component's entry point: `run_fn`, run by TFX's generic Trainer executor.
+
+Nothing here assumes a local path or a device count: files come from fn_args (local or gs://),
+devices from what TensorFlow sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from pipeline.spec import Spec
+from trainer.export import export
+from trainer.train import train
+
+REPORT_FILE = "metrics.json"
+
+
+def run_fn(fn_args) -> None:
+    spec = Spec.from_dict(fn_args.custom_config["spec"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    log_dir = os.path.join(fn_args.model_run_dir, "logs")
+    result = train(
+        spec,
+        tft_output,
+        fn_args.train_files,
+        fn_args.eval_files,
+        log_dir=log_dir,
+        train_steps=fn_args.train_steps or None,
+        eval_steps=fn_args.eval_steps or None,
+    )
+    export(result.model, tft_output, spec, result.info, fn_args.serving_model_dir)
+    report = dict(
+        result.report, history={k: [float(x) for x in v] for k, v in result.history.items()}
+    )
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=2)

@@ -1,0 +1,157 @@
+"""Training: device choice, fit with early stopping, per-head metrics next to trivial baselines."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from pipeline.spec import Spec
+from trainer.data import collect_labels, make_dataset
+from trainer.model import FeatureInfo, build_model, compile_model
+
+log = logging.getLogger(__name__)
+
+
+def choose_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """MirroredStrategy over the given devices, else over every visible GPU; else the CPU."""
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if devices:
+        strategy = tf.distribute.MirroredStrategy(devices)
+    elif gpus:
+        strategy = tf.distribute.MirroredStrategy(gpus)
+    else:
+        strategy = tf.distribute.get_strategy()
+    log.warning(
+        "Trainer: %s over %s",
+        type(strategy).__name__,
+        devices or gpus or [d.name for d in tf.config.list_logical_devices("CPU")][:1],
+    )
+    return strategy
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    info: FeatureInfo
+    history: dict
+    report: dict
+
+
+def train(
+    spec: Spec,
+    tft_output,
+    train_files,
+    eval_files,
+    log_dir: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    train_steps: int | None = None,
+    eval_steps: int | None = None,
+) -> TrainResult:
+    """Fits the spec's model on transformed examples. `train_steps` None: whole epochs."""
+    feature_spec = tft_output.transformed_feature_spec()
+    train_labels = collect_labels(train_files, spec, feature_spec)
+    info = FeatureInfo.from_transform_output(tft_output, train_labels, spec)
+    strategy = strategy or choose_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if spec.training["mixed_precision"] and tf.config.list_logical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    global_batch = spec.training["batch_size"] * replicas
+    epochs = spec.training["epochs"]
+    steps_per_epoch = math.ceil(train_steps / epochs) if train_steps else None
+
+    train_ds = make_dataset(
+        train_files,
+        spec,
+        info,
+        global_batch,
+        shuffle=True,
+        repeat=steps_per_epoch is not None,
+        seed=42,
+    )
+    eval_ds = make_dataset(eval_files, spec, info, global_batch)
+    with strategy.scope():
+        model = compile_model(build_model(spec, info), spec, info)
+
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss",
+        patience=spec.training["early_stopping_patience"],
+        restore_best_weights=True,
+        verbose=1,
+    )
+    callbacks = [stopper]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    history = model.fit(
+        train_ds,
+        validation_data=eval_ds,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        validation_steps=eval_steps,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    keras.mixed_precision.set_global_policy("float32")
+
+    report = evaluate_with_baselines(
+        model, spec, info, train_labels, eval_files, global_batch, eval_steps
+    )
+    val_losses = history.history.get("val_loss", [])
+    report.update(
+        strategy=type(strategy).__name__,
+        replicas=replicas,
+        global_batch_size=global_batch,
+        epochs_run=len(val_losses),
+        best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else None,
+    )
+    return TrainResult(model, info, history.history, report)
+
+
+def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, steps) -> dict:
+    """Per-head validation metrics (unweighted) and what a trivial predictor scores.
+
+    Trivial predictors: the training mean for regression, the training prior for binary and
+    multilabel heads (log loss; AUC 0.5), the most frequent training class for multiclass.
+    """
+    eval_ds = make_dataset(eval_files, spec, info, batch, with_weights=False)
+    results = model.evaluate(eval_ds, steps=steps, return_dict=True, verbose=0)
+    eval_labels = collect_labels(eval_files, spec, info.feature_spec)
+    heads = {}
+    for h in spec.outputs:
+        y_train, y_eval = train_labels[h.name], eval_labels[h.name]
+        model_metrics = {
+            m: float(results[f"{h.name}_{m}"]) for m in h.metrics if f"{h.name}_{m}" in results
+        }
+        model_metrics["loss"] = float(results.get(f"{h.name}_loss", results["loss"]))
+        if h.type == "regression":
+            mean = y_train.mean()
+            baseline = {
+                "mae": float(np.abs(y_eval - mean).mean()),
+                "rmse": float(np.sqrt(((y_eval - mean) ** 2).mean())),
+            }
+        elif h.type in ("binary", "multilabel"):
+            prior = np.clip(y_train.mean(axis=0), 1e-7, 1 - 1e-7)
+            bce = -(y_eval * np.log(prior) + (1 - y_eval) * np.log(1 - prior)).mean()
+            baseline = {"loss": float(bce), "auc": 0.5}
+            if h.type == "binary":
+                rate = float(y_eval.mean()) if y_eval.size else 0.0
+                baseline.update(pr_auc=rate, accuracy=max(rate, 1 - rate))
+        else:
+            known = y_train[y_train >= 0]
+            counts = np.bincount(known, minlength=int(known.max()) + 1 if known.size else 1)
+            prior = np.clip(counts / max(counts.sum(), 1), 1e-7, 1)
+            y = y_eval[y_eval >= 0]
+            baseline = {
+                "accuracy": float((y == counts.argmax()).mean()) if y.size else 0.0,
+                "loss": float(-np.log(prior[np.minimum(y, len(prior) - 1)]).mean()),
+            }
+        heads[h.name] = {"type": h.type, "metrics": model_metrics, "baseline": baseline}
+    return {
+        "heads": heads,
+        "val_loss": float(results["loss"]),
+        "eval_examples": int(sum(len(v) for v in eval_labels.values()) / len(eval_labels)),
+    }
