@@ -1,5 +1,9 @@
 """Shared fixtures. pipeline.env comes first: TF_USE_LEGACY_KERAS=1 before TensorFlow loads."""
 
+# isort: skip_file
+# ruff: noqa: E402
+from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1, before TensorFlow)
+
 import csv
 import os
 
@@ -12,8 +16,6 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
-
-from pipeline import env as _env  # noqa: F401,I001
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOVIES_FIXTURE_SPEC = os.path.join(REPO, "data", "movies", "fixture", "movies.yaml")

@@ -23,13 +23,14 @@ from pipeline.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
-DATA_COMPONENTS = [
+COMPONENTS = [
     "CsvExampleGen",
     "StatisticsGen",
     "SchemaGen",
     "ExampleValidator",
     "DataGate",
     "Transform",
+    "Trainer",
 ]
 
 
