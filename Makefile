@@ -55,7 +55,7 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 	rm -rf $(VENV); \
 	"$$py" -m venv $(VENV); \
 	$(PY) -m pip install --quiet --upgrade "pip<25" setuptools wheel; \
-	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev]'; \
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev,registry]'; \
 	touch $(STAMP)
 
 clean:

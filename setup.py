@@ -32,6 +32,7 @@ setup(
     extras_require={
         "kubeflow": ["kfp==2.5.0"],
         "airflow": ["apache-airflow==2.10.3"],
+        "registry": ["mlflow==2.22.1"],
         "dev": ["pytest", "ruff"],
     },
     entry_points={"console_scripts": ["mimo=pipeline.cli:main"]},

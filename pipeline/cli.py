@@ -78,6 +78,36 @@ def _print_outputs(paths) -> None:
     print(f"  {'ML Metadata':28s} {paths.metadata_path}")
     for artifact in outputs.get("Trainer", {}).get("model_run", []):
         print_training_report(artifact.uri)
+    return outputs
+
+
+def _print_evaluation_and_push(spec, outputs) -> None:
+    from components.pusher import evaluation_summary
+    from pipeline.report import print_evaluation
+
+    evaluator = outputs.get("Evaluator", {})
+    if not evaluator.get("evaluation"):
+        return
+    blessing = evaluator["blessing"][0]
+    blessed = blessing.custom_properties["blessed"].int_value == 1
+    print_evaluation(spec, evaluation_summary(evaluator["evaluation"][0].uri), blessed)
+    pushed = outputs.get("RegistryPusher", {}).get("pushed_model", [])
+    if pushed and pushed[0].custom_properties["pushed"].int_value == 1:
+        props = pushed[0].custom_properties
+        print(
+            f"Pushed version {props['pushed_version'].int_value}: "
+            f"{props['pushed_destination'].string_value}"
+        )
+        if "mlflow_version" in props:
+            print(f"Registered in MLflow as version {props['mlflow_version'].string_value}")
+    elif pushed and "pushed_version" in pushed[0].custom_properties:
+        props = pushed[0].custom_properties
+        print(
+            f"Nothing pushed: this model is already version {props['pushed_version'].int_value}"
+            f" ({props['pushed_destination'].string_value})."
+        )
+    else:
+        print("Nothing pushed: the registry is as it was.")
 
 
 def print_training_report(model_run_uri: str) -> None:
@@ -125,14 +155,48 @@ def cmd_run(args) -> int:
     beam_args = list(DEFAULT_BEAM_ARGS) + list(args.beam_arg or [])
     print(f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}")
     try:
-        paths = run_local(spec, args.output, beam_args=beam_args, enable_cache=not args.no_cache)
+        paths = run_local(
+            spec,
+            args.output,
+            beam_args=beam_args,
+            enable_cache=not args.no_cache,
+            registry=args.registry,
+            mlflow_tracking_uri=args.mlflow_tracking_uri or "",
+        )
     except Exception as e:  # noqa: BLE001 - reduce known data errors to their message
         cause = _find_cause(e, DataValidationError)
         if cause is None:
             raise
         print(f"\nerror: {cause}", file=sys.stderr)
         return 3
-    _print_outputs(paths)
+    outputs = _print_outputs(paths)
+    _print_evaluation_and_push(spec, outputs)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from components.registry import Registry, RegistryError
+    from pipeline.report import print_card, print_models
+
+    registry = Registry(args.registry)
+    try:
+        if args.action == "list":
+            names = [args.name] if args.name else registry.models()
+            if not names:
+                print(f"no model in {registry.root}")
+            for name in names:
+                print_models(registry, name)
+        elif args.action == "show":
+            print_card(registry, args.name, args.version or registry.latest(args.name))
+        else:
+            version = registry.rollback(args.name, args.version)
+            print(
+                f"{args.name}: version {args.version} re-published as version {version}, "
+                "now the one TF Serving serves"
+            )
+    except RegistryError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -167,9 +231,17 @@ def main(argv=None) -> int:
         metavar="ARG",
         help="extra Beam pipeline argument, e.g. --beam-arg=--direct_num_workers=2",
     )
+    run.add_argument("--registry", help="model registry directory (default: OUTPUT/registry)")
+    run.add_argument("--mlflow-tracking-uri", help="also register blessed models in MLflow")
     run.add_argument("--no-cache", action="store_true", help="re-run every component")
     run.add_argument("--verbose", action="store_true", help="show every log line of TFX and Beam")
     run.set_defaults(func=cmd_run)
+    models = sub.add_parser("models", help="the registry: list, show, rollback")
+    models.add_argument("action", choices=["list", "show", "rollback"])
+    models.add_argument("name", nargs="?", help="model name (the spec's name)")
+    models.add_argument("version", nargs="?", type=int)
+    models.add_argument("--registry", default=os.path.join("runs", "registry"))
+    models.set_defaults(func=cmd_models)
     val = sub.add_parser("validate", help="load and validate a spec")
     val.add_argument("--spec", required=True)
     val.set_defaults(func=cmd_validate)

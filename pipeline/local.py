@@ -31,8 +31,14 @@ def run_paths(spec: Spec, output_dir: str) -> RunPaths:
 
 
 def run_local(
-    spec: Spec, output_dir: str, beam_args=DEFAULT_BEAM_ARGS, enable_cache: bool = True
+    spec: Spec,
+    output_dir: str,
+    beam_args=DEFAULT_BEAM_ARGS,
+    enable_cache: bool = True,
+    registry: str | None = None,
+    mlflow_tracking_uri: str = "",
 ) -> RunPaths:
+    """Runs the whole pipeline; pushes to `registry` (default: <output_dir>/registry)."""
     paths = run_paths(spec, output_dir)
     os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
     pipeline = create_pipeline(
@@ -43,6 +49,8 @@ def run_local(
         ),
         beam_pipeline_args=list(beam_args),
         enable_cache=enable_cache,
+        registry=registry or os.path.join(os.path.abspath(output_dir), "registry"),
+        mlflow_tracking_uri=mlflow_tracking_uri,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return paths

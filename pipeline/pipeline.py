@@ -6,11 +6,14 @@ Runners differ only in how they run the result, where its root is, and the Beam 
 from __future__ import annotations
 
 import json
+import uuid
 
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, trainer_pb2
 
 from components.data_gate import DataGate
+from components.pusher import RegistryPusher
+from pipeline.eval_config import build_eval_config
 from pipeline.spec import Spec
 from pipeline.version import code_fingerprint
 
@@ -33,8 +36,9 @@ def _example_gen(spec: Spec):
                 example_gen_pb2.SplitConfig.Split(name=name, hash_buckets=buckets)
                 for name, buckets in data.hash_buckets.items()
             ],
-            partition_feature_name=data.split_key or "",
         )
+        if data.split_key:
+            split_config.partition_feature_name = data.split_key
         output_config = example_gen_pb2.Output(split_config=split_config)
     else:
         input_config = example_gen_pb2.Input(
@@ -55,14 +59,27 @@ def create_pipeline(
     beam_pipeline_args: list[str] | tuple = (),
     enable_cache: bool = True,
     train_steps: int | None = None,
+    retrain: bool = True,
+    registry: str | None = None,
+    mlflow_tracking_uri: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer.
 
     Training settings come from the spec (`training:`); `train_steps` caps the training steps
     (spread over the spec's epochs) when given, otherwise every epoch reads the whole split.
+    With `retrain` (the default) every run trains a new candidate model, while ExampleGen to
+    Transform stay cached when their inputs are unchanged; `retrain=False` reuses a cached model.
+    Then the Evaluator (per head, per slice, gated; compared with the latest blessed model) and,
+    when a `registry` directory is given, the RegistryPusher, run only if the model is blessed
+    (and also registering it in MLflow when `mlflow_tracking_uri` is set).
     """
     spec_dict = spec.to_dict()
+    # Each component gets the part of the spec it uses, so that changing a gate re-runs the
+    # Evaluator but reuses the cached Transform and Trainer (and changing training settings
+    # reuses the cached Transform).
+    training_dict = {**spec_dict, "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]]}
+    transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
     example_gen = _example_gen(spec)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -85,7 +102,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"spec": spec_dict, "code": code_fingerprint()},
+        custom_config={"spec": transform_dict, "code": code_fingerprint()},
     )
     transform.add_upstream_node(data_gate)
     trainer = tfx.components.Trainer(
@@ -95,21 +112,52 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         train_args=trainer_pb2.TrainArgs(num_steps=train_steps) if train_steps else None,
         eval_args=trainer_pb2.EvalArgs(num_steps=None),
-        custom_config={"spec": spec_dict, "code": code_fingerprint()},
+        custom_config={
+            "spec": training_dict,
+            "code": code_fingerprint(),
+            **({"run": uuid.uuid4().hex} if retrain else {}),
+        },
     )
 
+    baseline = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        eval_config=build_eval_config(spec),
+    )
+    components = [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        data_gate,
+        transform,
+        trainer,
+        baseline,
+        evaluator,
+    ]
+    if registry:
+        blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
+        with tfx.dsl.Cond(blessed):
+            pusher = RegistryPusher(
+                model=trainer.outputs["model"],
+                model_blessing=evaluator.outputs["blessing"],
+                evaluation=evaluator.outputs["evaluation"],
+                examples=example_gen.outputs["examples"],
+                registry=registry,
+                spec=json.dumps(spec_dict),
+                mlflow_tracking_uri=mlflow_tracking_uri,
+            )
+        components.append(pusher)
     return tfx.dsl.Pipeline(
         pipeline_name=spec.name,
         pipeline_root=pipeline_root,
-        components=[
-            example_gen,
-            statistics_gen,
-            schema_gen,
-            example_validator,
-            data_gate,
-            transform,
-            trainer,
-        ],
+        components=components,
         enable_cache=enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args),

@@ -436,6 +436,12 @@ class _Parser:
                 self.error(f"{key}.hidden_units", f"must be an integer >= 0, got {hidden!r}")
                 hidden = 0
             gates = self._gates(f"{key}.gates", item.get("gates") or [])
+            for n, g in enumerate(gates):
+                if g.metric not in metrics:
+                    self.error(
+                        f"{key}.gates[{n}].metric",
+                        f"{g.metric!r} is not among this " f"head's metrics {metrics}",
+                    )
             options = {k: v for k, v in item.items() if k not in common}
             options, errors = head_type.resolve(options)
             for e in errors:

@@ -15,7 +15,9 @@ class Image(Modality):
         "height": 32,
         "width": 32,
         "channels": 3,
-        "conv_filters": [16, 32],  # the tower: one Conv2D + max-pool block per entry
+        # The tower: one Conv2D + max-pool block per entry, then flatten (small maps) or global
+        # average pooling, then a dense layer of `units`.
+        "conv_filters": [16, 32],
         "units": 64,
     }
 
@@ -55,7 +57,12 @@ class Image(Modality):
             )(x)
             if min(x.shape[1], x.shape[2]) >= 2:
                 x = keras.layers.MaxPooling2D(2, name=f"{name}_pool{i}")(x)
-        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
+        # Small feature maps keep where things are (it matters for digits, icons, ...);
+        # large ones are pooled so the dense layer stays small.
+        if x.shape[1] * x.shape[2] * x.shape[3] <= 4096:
+            x = keras.layers.Flatten(name=f"{name}_flatten")(x)
+        else:
+            x = keras.layers.GlobalAveragePooling2D(name=f"{name}_gap")(x)
         x = keras.layers.Dense(options["units"], activation="relu", name=f"{name}_dense")(x)
         return x, Presence("nonzero", name=f"{name}_present")(inputs[name])
 

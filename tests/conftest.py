@@ -60,6 +60,22 @@ def tft_examples(rows, kinds):
     return instances, feature_spec
 
 
+DIGITS_FEATURE_SPEC = {
+    "image": tf.io.FixedLenFeature([1], tf.string),
+    "ink": tf.io.FixedLenFeature([1], tf.float32),
+    "digit": tf.io.FixedLenFeature([1], tf.int64),
+    "odd": tf.io.FixedLenFeature([1], tf.int64),
+}
+
+
+def digits_examples(n):
+    """The first n digits fixture examples as (instances, feature_spec, parsed tensors)."""
+    records = list(tf.data.TFRecordDataset(DIGITS_FIXTURE_TFRECORD).take(n).as_numpy_iterator())
+    parsed = tf.io.parse_example(records, DIGITS_FEATURE_SPEC)
+    instances = [{k: list(parsed[k][i].numpy()) for k in DIGITS_FEATURE_SPEC} for i in range(n)]
+    return instances, DIGITS_FEATURE_SPEC, parsed
+
+
 @pytest.fixture(scope="session")
 def movies_fixture_spec():
     from pipeline.spec import load_spec

@@ -12,9 +12,9 @@ import tensorflow as tf
 import tf_keras
 from conftest import (
     DIGITS_FIXTURE_SPEC,
-    DIGITS_FIXTURE_TFRECORD,
     MOVIES_FIXTURE_CSV,
     MOVIES_FIXTURE_SPEC,
+    digits_examples,
     read_csv_columns,
     tft_examples,
 )
@@ -57,15 +57,7 @@ def movies(tmp_path_factory):
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     spec = load_spec(DIGITS_FIXTURE_SPEC)
-    feature_spec = {
-        "image": tf.io.FixedLenFeature([1], tf.string),
-        "ink": tf.io.FixedLenFeature([1], tf.float32),
-        "digit": tf.io.FixedLenFeature([1], tf.int64),
-        "odd": tf.io.FixedLenFeature([1], tf.int64),
-    }
-    records = list(tf.data.TFRecordDataset(DIGITS_FIXTURE_TFRECORD).take(120))
-    parsed = tf.io.parse_example(tf.stack(records), feature_spec)
-    instances = [{k: list(parsed[k][i].numpy()) for k in feature_spec} for i in range(120)]
+    instances, feature_spec, _ = digits_examples(120)
     return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("digits"))
 
 
@@ -102,9 +94,13 @@ def test_movies_model_has_a_tower_per_input_and_a_head_per_output(movies):
 
 def test_digits_model_has_an_image_tower(digits):
     model = build_model(digits.spec, digits.info)
-    assert {"image_conv0", "image_pool0", "image_conv1", "image_gap", "ink_dense"} <= layer_names(
-        model
-    )
+    assert {
+        "image_conv0",
+        "image_pool0",
+        "image_conv1",
+        "image_flatten",
+        "ink_dense",
+    } <= layer_names(model)
     x, _, _ = one_batch(digits)
     out = model(x)
     assert x["image"].shape[1:] == (16, 16, 1)

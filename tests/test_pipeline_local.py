@@ -31,6 +31,8 @@ COMPONENTS = [
     "DataGate",
     "Transform",
     "Trainer",
+    "Evaluator",
+    "RegistryPusher",
 ]
 
 
@@ -55,6 +57,8 @@ def test_every_artifact_recorded_in_ml_metadata(movies_run):
         "ExampleValidator": ["anomalies"],
         "Transform": ["transformed_examples", "transform_graph", "post_transform_schema"],
         "Trainer": ["model", "model_run"],
+        "Evaluator": ["evaluation", "blessing"],
+        "RegistryPusher": ["pushed_model"],
     }
     for component, keys in expected.items():
         for key in keys:
@@ -244,3 +248,104 @@ def test_digits_pipeline_trains_the_image_tower(tmp_path):
     assert out["digit_class"].shape == (10,)
     assert set(out["digit_class"].numpy()) <= {str(i).encode() for i in range(10)}
     assert np.all((out["odd"].numpy() >= 0) & (out["odd"].numpy() <= 1))
+
+
+def cli_run(spec_path, output, *extra):
+    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--spec",
+            str(spec_path),
+            "--output",
+            str(output),
+            *[f"--beam-arg={a}" for a in TEST_BEAM_ARGS],
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+
+
+def test_first_run_is_blessed_and_pushed_as_version_1(movies_run):
+    spec, paths, outputs = movies_run
+    from components.registry import Registry
+
+    blessing = outputs["Evaluator"]["blessing"][0]
+    assert blessing.custom_properties["blessed"].int_value == 1
+    registry = Registry(
+        os.path.join(os.path.dirname(os.path.dirname(paths.pipeline_root)), "registry")
+    )
+    assert registry.versions(spec.name) == [1]
+    card = registry.card(spec.name, 1)
+    assert card["spec_fingerprint"] == spec.fingerprint()
+    assert card["baseline"]["version"] is None  # the first run has no baseline
+    assert card["data"]["input_fingerprint"]
+    metrics = card["evaluation"]["metrics"]
+    assert {"meter", "oscar", "genre"} <= set(metrics)
+    assert "mean_absolute_error" in metrics["meter"]["overall"]
+    assert any(k.startswith("slice_decade=") for k in metrics["meter"])  # per slice
+    assert any(k.startswith("slice_mpaa=") for k in metrics["oscar"])
+    assert "auc/macro" in metrics["genre"]["overall"]
+    assert "auc/class_0" in metrics["genre"]["overall"]
+    assert card["evaluation"]["validation"]["ok"] is True
+    assert {g["head"] for g in card["gates"]} == {"meter", "oscar", "genre"}
+    # The published SavedModel, loaded from the registry, serves raw examples with every head.
+    served = tf.saved_model.load(registry.path(spec.name, 1))
+    examples = raw_eval_examples(outputs, drop_columns=[o.column for o in spec.outputs])
+    out = served.signatures["serving_default"](examples=tf.constant(examples))
+    assert {"meter", "oscar", "genre", "genre_labels"} <= set(out)
+    assert out["genre"].shape == (len(examples), 21)
+
+
+def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_run, tmp_path):
+    spec, paths, _ = movies_run
+    from components.registry import Registry
+
+    output = os.path.dirname(os.path.dirname(paths.pipeline_root))
+    registry = Registry(os.path.join(output, "registry"))
+    before = {
+        d: os.stat(os.path.join(registry.model_dir(spec.name), d)).st_mtime
+        for d in os.listdir(registry.model_dir(spec.name))
+    }
+    with open(MOVIES_FIXTURE_SPEC) as f:
+        raw = yaml.safe_load(f)
+    raw["data"]["path"] = MOVIES_FIXTURE_CSV
+    raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 0.01}]  # impossible
+    (tmp_path / "impossible.yaml").write_text(yaml.safe_dump(raw))
+    result = cli_run(tmp_path / "impossible.yaml", output)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "NOT blessed" in result.stdout
+    assert "- meter mae = " in result.stdout and "upper bound 0.01" in result.stdout
+    assert "Nothing pushed: the registry is as it was." in result.stdout
+    assert registry.versions(spec.name) == [1]
+    after = {
+        d: os.stat(os.path.join(registry.model_dir(spec.name), d)).st_mtime
+        for d in os.listdir(registry.model_dir(spec.name))
+    }
+    assert after == before
+
+    raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 40.0, "max_regression": 10.0}]
+    raw["training"]["learning_rate"] = 0.002  # a new model, compared with version 1
+    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(raw))
+    result = cli_run(tmp_path / "retrain.yaml", output)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Blessed: every head passed its gates." in result.stdout, result.stdout[-3000:]
+    assert registry.versions(spec.name) == [1, 2]
+    card = registry.card(spec.name, 2)
+    assert card["baseline"]["version"] == 1
+    assert "baseline:mean_absolute_error" in card["evaluation"]["metrics"]["meter"]["overall"]
+    assert f"Pushed version 2: {registry.path(spec.name, 2)}" in result.stdout
+    # The table shows the baseline's value next to the new one.
+    meter_row = next(
+        line
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("meter") and "worse than baseline" in line
+    )
+    assert meter_row.split()[-1] == "pass"

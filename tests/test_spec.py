@@ -45,14 +45,14 @@ def test_bundled_specs_load_with_defaults():
     by_name = {i.name: i for i in movies.inputs}
     assert {i.modality for i in movies.inputs} == {"text", "multi_value", "numeric", "categorical"}
     # Defaults per modality fill what the spec leaves out.
-    assert by_name["year"].options == {"scaling": "zscore", "missing_flag": True}
+    assert by_name["year"].options == {"scaling": "zscore", "missing_flag": True, "units": 8}
     assert by_name["reviews"].options["scaling"] == "log"
     assert by_name["mpaa"].options["num_oov_buckets"] == 1
     assert by_name["cast"].options["delimiter"] == ","
     heads = {o.name: o for o in movies.outputs}
     assert heads["meter"].loss == "huber" and heads["meter"].loss_weight == 1.0
     assert heads["oscar"].loss == "binary_crossentropy"  # default per head type
-    assert heads["oscar"].class_weights == {"0": 1.0, "1": 5.0}
+    assert heads["oscar"].class_weights == {"0": 1.0, "1": 3.0}
     assert heads["genre"].loss == "binary_crossentropy"
     assert len(heads["genre"].options["classes"]) == 21
     assert movies.data.hash_buckets == {"train": 4, "eval": 1}

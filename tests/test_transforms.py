@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 from conftest import (
     DIGITS_FIXTURE_SPEC,
-    DIGITS_FIXTURE_TFRECORD,
     MOVIES_FIXTURE_CSV,
+    digits_examples,
     read_csv_columns,
     tft_examples,
 )
@@ -193,15 +193,7 @@ def test_slices(movies):
 
 def test_image_decoded_resized_scaled():
     spec = load_spec(DIGITS_FIXTURE_SPEC)
-    feature_spec = {
-        "image": tf.io.FixedLenFeature([1], tf.string),
-        "ink": tf.io.FixedLenFeature([1], tf.float32),
-        "digit": tf.io.FixedLenFeature([1], tf.int64),
-        "odd": tf.io.FixedLenFeature([1], tf.int64),
-    }
-    records = list(tf.data.TFRecordDataset(DIGITS_FIXTURE_TFRECORD).take(60).as_numpy_iterator())
-    parsed = tf.io.parse_example(records, feature_spec)
-    instances = [{k: list(parsed[k][i].numpy()) for k in feature_spec} for i in range(60)]
+    instances, feature_spec, parsed = digits_examples(60)
     out, _ = run_transform(spec, instances, feature_spec)
     images = out["image"]
     assert images.shape == (60, 16, 16, 1) and images.dtype == np.float32

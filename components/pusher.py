@@ -1,0 +1,197 @@
+"""RegistryPusher: publishes a blessed model to the registry, with its model card, and to MLflow.
+
+TFX's own Pusher names versions by timestamp and copies in place; this component publishes with
+integer versions and an atomic rename (components/registry.py), writes `model_card.json` (spec
+and code fingerprints, the data it was trained on, every head's metrics overall and per slice,
+the gates and their results, the baseline it was compared with), and, when an MLflow tracking
+URI is given, registers the model there as a new version and moves an alias to it. The pipeline
+runs it only when the Evaluator blessed the model (`Cond`); it checks the blessing again itself.
+"""
+
+import json
+import os
+import time
+
+from tfx import v1 as tfx
+
+from components.registry import Registry
+from pipeline.version import code_fingerprint
+
+BLESSED = "blessed"
+
+
+def evaluation_summary(evaluation_uri: str) -> dict:
+    """{'metrics': {head: {slice: {metric: value}}}, 'validation': {...}} from TFMA's output."""
+    import tensorflow_model_analysis as tfma
+
+    metrics: dict = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        slice_name = "overall"
+        if slice_metrics.slice_key.single_slice_keys:
+            slice_name = ", ".join(
+                f"{k.column}={k.bytes_value.decode() if k.HasField('bytes_value') else (k.int64_value if k.HasField('int64_value') else k.float_value)}"
+                for k in slice_metrics.slice_key.single_slice_keys
+            )
+        for kv in slice_metrics.metric_keys_and_values:
+            if kv.key.is_diff or not kv.value.HasField("double_value"):
+                continue
+            head = kv.key.output_name or "_"
+            name = kv.key.name
+            if kv.key.HasField("sub_key") and kv.key.sub_key.HasField("class_id"):
+                name = f"{name}/class_{kv.key.sub_key.class_id.value}"
+            if kv.key.HasField("aggregation_type"):
+                name = f"{name}/macro"
+            if kv.key.model_name == "baseline":
+                name = f"baseline:{name}"
+            metrics.setdefault(head, {}).setdefault(slice_name, {})[name] = (
+                kv.value.double_value.value
+            )
+    result = tfma.load_validation_result(evaluation_uri)
+    failures = []
+    for failure in result.metric_validations_per_slice:
+        for f in failure.failures:
+            value = (
+                f.metric_value.double_value.value
+                if f.metric_value.HasField("double_value")
+                else None
+            )
+            message = f.message or _describe_failure(f, value)
+            failures.append(
+                {
+                    "head": f.metric_key.output_name,
+                    "metric": f.metric_key.name,
+                    "value": value,
+                    "change": f.metric_key.is_diff,
+                    "message": message,
+                }
+            )
+    return {
+        "metrics": metrics,
+        "validation": {"ok": bool(result.validation_ok), "failures": failures},
+    }
+
+
+def _describe_failure(failure, value) -> str:
+    threshold = failure.metric_threshold
+    what = "change from the baseline" if failure.metric_key.is_diff else "value"
+    bounds = []
+    fields = {
+        "value_threshold": ("lower_bound", "upper_bound"),
+        "change_threshold": ("absolute", "relative"),
+    }
+    for kind, names in fields.items():
+        if threshold.HasField(kind):
+            t = getattr(threshold, kind)
+            for b in names:
+                if t.HasField(b):
+                    label = {"absolute": "allowed change", "relative": "allowed relative change"}
+                    bounds.append(f"{label.get(b, b.replace('_', ' '))} {getattr(t, b).value:g}")
+    shown = "none" if value is None else f"{value:.4f}"
+    return f"{what} {shown} is outside {', '.join(bounds) or 'the threshold'}"
+
+
+def push_to_mlflow(
+    tracking_uri: str, name: str, saved_model_dir: str, card: dict, alias: str = "champion"
+) -> str:
+    """Logs the model and its overall per-head metrics in a run, registers it, moves `alias`."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=f"{name}-v{card['version']}") as run:
+        for head, slices in card["evaluation"]["metrics"].items():
+            for metric, value in slices.get("overall", {}).items():
+                if ":" not in metric:
+                    mlflow.log_metric(f"{head}.{metric.replace('/', '.')}", value)
+        mlflow.log_params(
+            {
+                "registry_version": card["version"],
+                "spec_fingerprint": card["spec_fingerprint"],
+                "code_fingerprint": card["code_fingerprint"],
+            }
+        )
+        mlflow.log_artifacts(saved_model_dir, artifact_path="model")
+        mlflow.log_dict(card, "model_card.json")
+    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
+    MlflowClient().set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def _record(pushed_model, version: int, destination: str, already: bool = False) -> None:
+    pushed_model.set_int_custom_property("pushed", 0 if already else 1)
+    pushed_model.set_int_custom_property("pushed_version", version)
+    pushed_model.set_string_custom_property("pushed_destination", destination)
+    os.makedirs(pushed_model.uri, exist_ok=True)
+    with open(os.path.join(pushed_model.uri, "pushed.json"), "w") as f:
+        json.dump({"version": version, "destination": destination, "already_published": already}, f)
+
+
+@tfx.dsl.components.component
+def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
+    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+    model_blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+    evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+    pushed_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.PushedModel],
+    registry: tfx.dsl.components.Parameter[str],
+    spec: tfx.dsl.components.Parameter[str],
+    mlflow_tracking_uri: tfx.dsl.components.Parameter[str] = "",
+) -> None:
+    from pipeline.spec import Spec
+
+    parsed = Spec.from_dict(json.loads(spec))
+    if model_blessing.get_int_custom_property(BLESSED) != 1:
+        pushed_model.set_int_custom_property("pushed", 0)
+        print("[RegistryPusher] the model is not blessed: nothing published")
+        return
+    reg = Registry(registry)
+    for v in reg.versions(parsed.name):  # a cached re-run must not publish the model twice
+        if reg.card(parsed.name, v).get("model_uri") == model.uri:
+            _record(pushed_model, v, reg.path(parsed.name, v), already=True)
+            print(f"[RegistryPusher] this model is already {parsed.name} version {v}")
+            return
+    baseline_uri = model_blessing.get_string_custom_property("baseline_model")
+    baseline_version = None
+    for v in reg.versions(parsed.name):
+        if reg.card(parsed.name, v).get("model_uri") == baseline_uri and baseline_uri:
+            baseline_version = v
+    card = {
+        "spec_fingerprint": parsed.fingerprint(),
+        "code_fingerprint": code_fingerprint(),
+        "spec": parsed.to_dict(),
+        "model_uri": model.uri,
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(model.uri))),
+        "data": {
+            "examples_uri": examples.uri,
+            "span": examples.get_int_custom_property("span"),
+            "version": examples.get_int_custom_property("version"),
+            "input_fingerprint": examples.get_string_custom_property("input_fingerprint"),
+        },
+        "baseline": {"model_uri": baseline_uri or None, "version": baseline_version},
+        "gates": [
+            {
+                "head": o.name,
+                "metric": g.metric,
+                "min": g.min,
+                "max": g.max,
+                "max_regression": g.max_regression,
+            }
+            for o in parsed.outputs
+            for g in o.gates
+        ],
+        "evaluation": evaluation_summary(evaluation.uri),
+    }
+    version = reg.publish(parsed.name, os.path.join(model.uri, "Format-Serving"), card)
+    destination = reg.path(parsed.name, version)
+    _record(pushed_model, version, destination)
+    print(f"[RegistryPusher] published {parsed.name} version {version}: {destination}")
+    if mlflow_tracking_uri:
+        mlflow_version = push_to_mlflow(
+            mlflow_tracking_uri, parsed.name, destination, reg.card(parsed.name, version)
+        )
+        pushed_model.set_string_custom_property("mlflow_version", mlflow_version)
+        print(
+            f"[RegistryPusher] registered in MLflow ({mlflow_tracking_uri}) as "
+            f"{parsed.name} version {mlflow_version}, alias 'champion'"
+        )
