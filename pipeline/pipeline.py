@@ -74,7 +74,8 @@ def create_pipeline(
     when a `registry` directory is given, the RegistryPusher, run only if the model is blessed
     (and also registering it in MLflow when `mlflow_tracking_uri` is set).
     """
-    spec_dict = spec.to_dict()
+    # Where the spec file was read from is not part of what the components compute.
+    spec_dict = {k: v for k, v in spec.to_dict().items() if k != "source"}
     # Each component gets the part of the spec it uses, so that changing a gate re-runs the
     # Evaluator but reuses the cached Transform and Trainer (and changing training settings
     # reuses the cached Transform).
