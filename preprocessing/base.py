@@ -40,17 +40,11 @@ def check_choice(options: dict, key: str, choices) -> list:
     return []
 
 
-def check_str(options: dict, key: str) -> list:
-    value = options.get(key)
-    if not isinstance(value, str) or not value:
-        return [OptionError(key, f"must be a non-empty string, got {value!r}")]
-    return []
-
-
 class Configurable:
     """Defaults and validation of a modality's or head type's own options."""
 
     name: ClassVar[str]
+    kind: ClassVar[str] = "modality"  # how errors name it: "modality" or "head type"
     defaults: ClassVar[dict[str, Any]] = {}
 
     def resolve(self, options: dict) -> tuple[dict, list[OptionError]]:
@@ -68,8 +62,6 @@ class Configurable:
         if not errors:
             errors = self.validate(resolved)
         return resolved, errors
-
-    kind: ClassVar[str] = "modality"
 
     def validate(self, options: dict) -> list[OptionError]:
         return []

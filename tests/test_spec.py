@@ -60,7 +60,13 @@ def test_bundled_specs_load_with_defaults():
     assert [s.name for s in movies.slices] == ["mpaa", "decade"]
     digits = load_spec(DIGITS_FIXTURE_SPEC)
     assert digits.data.format == "tfrecord"
-    assert digits.inputs[0].options == {"height": 16, "width": 16, "channels": 1}
+    assert digits.inputs[0].options == {
+        "height": 16,
+        "width": 16,
+        "channels": 1,
+        "conv_filters": [16, 32],
+        "units": 64,
+    }
     assert {o.type for o in digits.outputs} == {"multiclass", "binary"}
 
 
