@@ -64,7 +64,7 @@ def create_pipeline(
     mlflow_tracking_uri: str = "",
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
-    -> Trainer.
+    -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
 
     Training settings come from the spec (`training:`); `train_steps` caps the training steps
     (spread over the spec's epochs) when given, otherwise every epoch reads the whole split.
