@@ -53,6 +53,11 @@ class Registry:
         versions = self.versions(name)
         return versions[-1] if versions else None
 
+    def _highest_number(self, name: str) -> int:
+        """The highest integer-named entry (complete or not): the next push takes the one after."""
+        numbers = [int(d) for d in os.listdir(self.model_dir(name)) if d.isdigit()]
+        return max(numbers, default=0)
+
     def path(self, name: str, version: int) -> str:
         return os.path.join(self.model_dir(name), str(version))
 
@@ -72,8 +77,9 @@ class Registry:
         staging = tempfile.mkdtemp(prefix=".staging-", dir=folder)
         try:
             copy(saved_model_dir, staging, dirs_exist_ok=True)
-            for attempt in range(1000):
-                version = (self.latest(name) or 0) + 1 + attempt
+            for _ in range(1000):
+                # A failed rename means another push took that number: look again.
+                version = self._highest_number(name) + 1
                 final = os.path.join(folder, str(version))
                 card = dict(
                     card,

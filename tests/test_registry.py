@@ -94,20 +94,25 @@ def test_push_killed_mid_copy_leaves_no_visible_version(tmp_path):
     assert reg.publish("m", model, {}) == 2
 
 
-def _publish(args):
-    registry, model, barrier = args
+def _publish(registry, model, barrier, results):
     barrier.wait()
-    return Registry(registry).publish("m", model, {"pid": os.getpid()})
+    results.put(Registry(registry).publish("m", model, {"pid": os.getpid()}))
 
 
 def test_concurrent_pushes_get_distinct_complete_versions(tmp_path):
     model = fake_saved_model(tmp_path / "model", files=40)
     registry = str(tmp_path / "registry")
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(4)
-        with ctx.Pool(4) as pool:
-            versions = pool.map(_publish, [(registry, model, barrier)] * 4)
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    workers = [
+        ctx.Process(target=_publish, args=(registry, model, barrier, results)) for _ in range(4)
+    ]
+    for w in workers:
+        w.start()
+    versions = [results.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+        assert w.exitcode == 0
     assert sorted(versions) == [1, 2, 3, 4]
     reg = Registry(registry)
     pids = set()
@@ -117,3 +122,13 @@ def test_concurrent_pushes_get_distinct_complete_versions(tmp_path):
         pids.add(reg.card("m", v)["pid"])
     assert len(pids) == 4
     assert not [d for d in os.listdir(reg.model_dir("m")) if d.startswith(".staging-")]
+
+
+def test_an_incomplete_numbered_folder_is_skipped_not_listed(tmp_path):
+    reg = Registry(tmp_path / "registry")
+    model = fake_saved_model(tmp_path / "model")
+    assert reg.publish("m", model, {}) == 1
+    os.makedirs(os.path.join(reg.model_dir("m"), "2", "variables"))  # e.g. a hand copy gone bad
+    assert reg.versions("m") == [1]
+    assert reg.publish("m", model, {}) == 3
+    assert reg.versions("m") == [1, 3]
