@@ -12,13 +12,17 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test lint format setup data clean
+.PHONY: run test test-airflow lint format setup data clean
 
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A full Airflow run (dag.test()) of the fixture pipeline; `make test` only loads the DAG.
+test-airflow: $(STAMP)
+	$(PY) -m pytest -m airflow_run tests/test_airflow.py $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -55,7 +59,7 @@ $(STAMP): setup.py pyproject.toml constraints.txt
 	rm -rf $(VENV); \
 	"$$py" -m venv $(VENV); \
 	$(PY) -m pip install --quiet --upgrade "pip<25" setuptools wheel; \
-	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev,registry]'; \
+	$(PY) -m pip install --quiet -c constraints.txt --config-settings editable_mode=compat -e '.[dev,registry,kubeflow,airflow]'; \
 	touch $(STAMP)
 
 clean:

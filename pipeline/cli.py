@@ -2,6 +2,8 @@
 
 mimo run --spec data/movies/movies.yaml --output runs     # the local pipeline
 mimo validate --spec SPEC                                 # check a spec, run nothing
+mimo compile kubeflow --spec SPEC --beam-runner dataflow ...  # a KFP v2 pipeline spec
+mimo schedule kubeflow --host URL --cron '0 0 3 * * *' ...  # a recurring run on KFP
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ def print_training_report(model_run_uri: str) -> None:
 
 def cmd_run(args) -> int:
     from components.data_gate import DataValidationError
-    from pipeline.local import DEFAULT_BEAM_ARGS, run_local
+    from pipeline.beam import BeamArgsError, beam_args, options_from_flags
+    from pipeline.local import run_local
     from pipeline.spec import SpecError, load_spec
 
     try:
@@ -152,13 +155,17 @@ def cmd_run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)
-    beam_args = list(DEFAULT_BEAM_ARGS) + list(args.beam_arg or [])
+    try:
+        beam = beam_args(options_from_flags(args)) + list(args.beam_arg or [])
+    except BeamArgsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}")
     try:
         paths = run_local(
             spec,
             args.output,
-            beam_args=beam_args,
+            beam_args=beam,
             enable_cache=not args.no_cache,
             registry=args.registry,
             mlflow_tracking_uri=args.mlflow_tracking_uri or "",
@@ -171,6 +178,77 @@ def cmd_run(args) -> int:
         return 3
     outputs = _print_outputs(paths)
     _print_evaluation_and_push(spec, outputs)
+    return 0
+
+
+def cmd_compile(args) -> int:
+    from kubeflow.runner import Resources, compile_kubeflow, kubeflow_pipeline
+    from pipeline.beam import BeamArgsError, beam_args, options_from_flags
+    from pipeline.spec import SpecError, load_spec
+
+    try:
+        spec = load_spec(args.spec)
+        beam = beam_args(options_from_flags(args, image=args.image))
+    except (SpecError, BeamArgsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    resources = Resources(
+        trainer_accelerator=args.trainer_accelerator,
+        trainer_accelerator_count=args.trainer_gpus,
+        trainer_cpu=args.trainer_cpu,
+        trainer_memory=args.trainer_memory,
+        beam_cpu=args.beam_cpu,
+        beam_memory=args.beam_memory,
+    )
+    pipeline = kubeflow_pipeline(
+        spec,
+        beam,
+        resources,
+        data_root=args.data_root,
+        train_steps=args.train_steps,
+        registry=args.registry,
+        mlflow_tracking_uri=args.mlflow_tracking_uri,
+    )
+    compiled = compile_kubeflow(pipeline, args.output, image=args.image)
+    params = compiled["root"]["inputDefinitions"]["parameters"]
+    print(f"Compiled '{spec.name}' for Kubeflow Pipelines: {os.path.abspath(args.output)}")
+    print(f"  image: {args.image}")
+    print(f"  steps: {', '.join(sorted(compiled['root']['dag']['tasks']))}")
+    for name, p in sorted(params.items()):
+        print(f"  run-time parameter {name} (default {p.get('defaultValue')!r})")
+    print(f"  Beam: {' '.join(beam)}")
+    return 0
+
+
+def cmd_schedule(args) -> int:
+    from kubeflow.schedule import (
+        RecurringRun,
+        ScheduleError,
+        check_cron,
+        create_recurring_run,
+        parse_params,
+    )
+
+    try:
+        check_cron(args.cron)
+        run = RecurringRun(
+            host=args.host,
+            package=args.package,
+            cron=args.cron,
+            name=args.name,
+            experiment=args.experiment,
+            pipeline_root=args.pipeline_root,
+            params=parse_params(args.param or []),
+            namespace=args.namespace,
+        )
+    except ScheduleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(args.package):
+        print(f"error: {args.package}: no such file (run `mimo compile kubeflow`)", file=sys.stderr)
+        return 2
+    job = create_recurring_run(run)
+    print(f"Recurring run '{args.name}' ({job.recurring_run_id}) on '{check_cron(args.cron)}'")
     return 0
 
 
@@ -216,6 +294,9 @@ def cmd_validate(args) -> int:
 
 
 def main(argv=None) -> int:
+    from kubeflow import DEFAULT_IMAGE
+    from pipeline.beam import add_beam_flags
+
     parser = argparse.ArgumentParser(prog="mimo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the pipeline locally (LocalDagRunner)")
@@ -225,6 +306,7 @@ def main(argv=None) -> int:
         default="runs",
         help="directory for pipeline artifacts and ML Metadata (default: ./runs)",
     )
+    add_beam_flags(run)
     run.add_argument(
         "--beam-arg",
         action="append",
@@ -242,6 +324,57 @@ def main(argv=None) -> int:
     models.add_argument("version", nargs="?", type=int)
     models.add_argument("--registry", default=os.path.join("runs", "registry"))
     models.set_defaults(func=cmd_models)
+    comp = sub.add_parser("compile", help="compile the pipeline for an orchestrator")
+    comp.add_argument("target", choices=["kubeflow"])
+    comp.add_argument("--spec", required=True)
+    comp.add_argument("--output", default="pipeline.yaml", help="the KFP pipeline spec (YAML)")
+    comp.add_argument("--image", default=DEFAULT_IMAGE, help="the pipeline image (Dockerfile)")
+    comp.add_argument(
+        "--data-root",
+        help="default of the data_root parameter (default: the "
+        "spec's data directory inside the image)",
+    )
+    comp.add_argument(
+        "--train-steps",
+        type=int,
+        default=0,
+        help="default of the train_args parameter's num_steps (0: whole epochs)",
+    )
+    comp.add_argument(
+        "--registry",
+        required=True,
+        help="registry directory the pusher writes: a volume mounted into the pods",
+    )
+    comp.add_argument("--mlflow-tracking-uri", default="", help="also register in MLflow")
+    res = comp.add_argument_group("resources (Kubernetes requests = limits; memory in GB)")
+    res.add_argument(
+        "--trainer-accelerator",
+        default="NVIDIA_TESLA_T4",
+        help="GPU type for the Trainer; '' for none",
+    )
+    res.add_argument("--trainer-gpus", type=int, default=1)
+    res.add_argument("--trainer-cpu", type=float, default=8)
+    res.add_argument("--trainer-memory", type=float, default=32)
+    res.add_argument("--beam-cpu", type=float, default=4)
+    res.add_argument("--beam-memory", type=float, default=16)
+    add_beam_flags(comp, required=True)
+    comp.set_defaults(func=cmd_compile)
+    sched = sub.add_parser("schedule", help="create a recurring run on Kubeflow Pipelines")
+    sched.add_argument("target", choices=["kubeflow"])
+    sched.add_argument("--host", required=True, help="the KFP API endpoint")
+    sched.add_argument("--package", default="pipeline.yaml", help="the compiled pipeline")
+    sched.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' (KFP: 6 fields)")
+    sched.add_argument("--name", required=True, help="the recurring run's name")
+    sched.add_argument("--experiment", default="mimo")
+    sched.add_argument("--pipeline-root", default="", help="where the runs' artifacts go")
+    sched.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="run-time parameter, e.g. --param data_root=gs://bucket/movies",
+    )
+    sched.add_argument("--namespace", help="multi-user Kubeflow: your profile namespace")
+    sched.set_defaults(func=cmd_schedule)
     val = sub.add_parser("validate", help="load and validate a spec")
     val.add_argument("--spec", required=True)
     val.set_defaults(func=cmd_validate)

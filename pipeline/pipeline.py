@@ -10,6 +10,7 @@ import uuid
 
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, trainer_pb2
+from tfx.v1.dsl.experimental import RuntimeParameter
 
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
@@ -21,7 +22,7 @@ PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 
 
-def _example_gen(spec: Spec):
+def _example_gen(spec: Spec, data_root=None):
     data = spec.data
     if data.hash_buckets:
         input_config = example_gen_pb2.Input(
@@ -49,7 +50,9 @@ def _example_gen(spec: Spec):
         )
         output_config = None
     cls = tfx.components.CsvExampleGen if data.format == "csv" else tfx.components.ImportExampleGen
-    return cls(input_base=data.root, input_config=input_config, output_config=output_config)
+    return cls(
+        input_base=data_root or data.root, input_config=input_config, output_config=output_config
+    )
 
 
 def create_pipeline(
@@ -58,10 +61,11 @@ def create_pipeline(
     metadata_connection_config=None,
     beam_pipeline_args: list[str] | tuple = (),
     enable_cache: bool = True,
-    train_steps: int | None = None,
+    train_steps: int | RuntimeParameter | None = None,
     retrain: bool = True,
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
+    data_root: str | RuntimeParameter | None = None,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
@@ -73,16 +77,21 @@ def create_pipeline(
     Then the Evaluator (per head, per slice, gated; compared with the latest blessed model) and,
     when a `registry` directory is given, the RegistryPusher, run only if the model is blessed
     (and also registering it in MLflow when `mlflow_tracking_uri` is set).
+
+    Orchestrators that take run-time parameters (Kubeflow) pass `data_root` (the directory the
+    spec's file patterns are read under, instead of the spec's own) and `train_steps` (the
+    Trainer's TrainArgs as JSON, e.g. '{"num_steps": 2000}') as RuntimeParameters.
     """
     # Where the spec file was read from is not part of what the components compute.
-    spec_dict = {k: v for k, v in spec.to_dict().items() if k != "source"}
+    # Nor is when it is scheduled.
+    spec_dict = {k: v for k, v in spec.to_dict().items() if k not in ("source", "schedule")}
     # Each component gets the part of the spec it uses, so that changing a gate re-runs the
     # Evaluator but reuses the cached Transform and Trainer (and changing training settings
     # reuses the cached Transform).
     training_dict = {**spec_dict, "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]]}
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
-    example_gen = _example_gen(spec)
+    example_gen = _example_gen(spec, data_root)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if spec.data.schema:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.data.schema)
@@ -111,7 +120,13 @@ def create_pipeline(
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=trainer_pb2.TrainArgs(num_steps=train_steps) if train_steps else None,
+        train_args=(
+            train_steps
+            if isinstance(train_steps, RuntimeParameter)
+            else trainer_pb2.TrainArgs(num_steps=train_steps)
+            if train_steps
+            else None
+        ),
         eval_args=trainer_pb2.EvalArgs(num_steps=None),
         custom_config={
             "spec": training_dict,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -113,6 +114,12 @@ MODEL_DEFAULTS = {
     "modality_dropout": 0.0,  # in training, drop a whole input with this probability
 }
 FUSIONS = {"concatenate", "gated"}
+# When a scheduler (Airflow) runs the pipeline; environment variables override both.
+SCHEDULE_DEFAULTS = {
+    "cron": "0 3 * * *",  # five-field cron or an Airflow preset such as @daily
+    "start_date": None,  # ISO date of the first data interval; None: the day the DAG is parsed
+}
+_CRON_FIELD = re.compile(r"^[\d*?/,\-A-Za-z#LW]+$")
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class Spec:
     slices: tuple = ()
     training: dict = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
     model: dict = field(default_factory=lambda: dict(MODEL_DEFAULTS))
+    schedule: dict = field(default_factory=lambda: dict(SCHEDULE_DEFAULTS))
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -171,6 +179,7 @@ class Spec:
             ],
             "training": dict(self.training),
             "model": dict(self.model),
+            "schedule": dict(self.schedule),
             "source": self.source,
         }
 
@@ -228,7 +237,17 @@ class _Parser:
         if not isinstance(raw, dict):
             raise SpecError(self.source, [("", "must be a mapping with data, inputs, outputs")])
         raw = copy.deepcopy(raw)
-        known = {"name", "data", "inputs", "outputs", "slices", "training", "model", "source"}
+        known = {
+            "name",
+            "data",
+            "inputs",
+            "outputs",
+            "slices",
+            "training",
+            "model",
+            "schedule",
+            "source",
+        }
         for key in raw:
             if key not in known:
                 self.error(key, f"unknown section (known: {', '.join(sorted(known - {'source'}))})")
@@ -245,6 +264,7 @@ class _Parser:
         slices = self._slices(raw.get("slices") or [])
         training = self._section("training", raw.get("training"), TRAINING_DEFAULTS)
         model = self._section("model", raw.get("model"), MODEL_DEFAULTS)
+        schedule = self._schedule(raw.get("schedule"))
         self._cross_checks(inputs, outputs, slices, data)
         if self.problems:
             raise SpecError(self.source, self.problems)
@@ -256,8 +276,39 @@ class _Parser:
             slices=tuple(slices),
             training=training,
             model=model,
+            schedule=schedule,
             source=raw.get("source", self.source),
         )
+
+    def _schedule(self, raw) -> dict:
+        out = dict(SCHEDULE_DEFAULTS)
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            self.error("schedule", "must be a mapping with cron and start_date")
+            return out
+        for k, v in raw.items():
+            if k not in SCHEDULE_DEFAULTS:
+                self.error(f"schedule.{k}", f"unknown key (known: {', '.join(SCHEDULE_DEFAULTS)})")
+            else:
+                out[k] = v
+        cron = out["cron"]
+        if not isinstance(cron, str) or not (
+            (cron.startswith("@") and cron[1:].isalpha())
+            or (len(cron.split()) == 5 and all(_CRON_FIELD.match(f) for f in cron.split()))
+        ):
+            self.error(
+                "schedule.cron", f"must be a 5-field cron expression or @preset, got {cron!r}"
+            )
+        start = out["start_date"]
+        if isinstance(start, datetime.date):
+            out["start_date"] = start.isoformat()[:10]
+        elif start is not None:
+            try:
+                out["start_date"] = datetime.date.fromisoformat(str(start)).isoformat()
+            except ValueError:
+                self.error("schedule.start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+        return out
 
     # -- data ------------------------------------------------------------------------------------
     def _resolve(self, path: str) -> str:

@@ -81,3 +81,46 @@ def movies_fixture_spec():
     from pipeline.spec import load_spec
 
     return load_spec(MOVIES_FIXTURE_SPEC)
+
+
+@pytest.fixture(scope="session")
+def beam_job_server(tmp_path_factory):
+    """Beam's own Job API server on localhost (the API Flink and Spark job servers speak).
+
+    Yields (endpoint, log path); the log records every job it ran."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    log_path = tmp_path_factory.mktemp("job_server") / "job_server.log"
+    log = open(log_path, "w")  # noqa: SIM115 - open for the server's lifetime
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apache_beam.runners.portability.local_job_service_main",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("localhost", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(
+                    f"Beam job server did not start: {log_path.read_text()}"
+                ) from None
+            time.sleep(0.5)
+    yield f"localhost:{port}", log_path
+    server.terminate()
+    server.wait(timeout=30)
+    log.close()

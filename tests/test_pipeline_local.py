@@ -19,6 +19,7 @@ from conftest import (
     TEST_BEAM_ARGS,
 )
 
+from pipeline.beam import BeamOptions, beam_args
 from pipeline.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
@@ -37,11 +38,24 @@ COMPONENTS = [
 
 
 @pytest.fixture(scope="module")
-def movies_run(tmp_path_factory):
+def movies_run(tmp_path_factory, beam_job_server):
+    """The fixture pipeline with every Beam step on the PortableRunner, through a Job API server
+    (as on Flink or Spark); the digits and CLI runs below use the DirectRunner."""
+    endpoint, _ = beam_job_server
     out = tmp_path_factory.mktemp("movies_run")
     spec = load_spec(MOVIES_FIXTURE_SPEC)
-    paths = run_local(spec, str(out), beam_args=TEST_BEAM_ARGS)
+    portable = beam_args(
+        BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
+    )
+    paths = run_local(spec, str(out), beam_args=portable)
     return spec, paths, latest_run_outputs(paths.metadata_path)
+
+
+def test_beam_steps_ran_as_jobs_on_the_job_server(movies_run, beam_job_server):
+    _, log_path = beam_job_server
+    done = log_path.read_text().count("with state DONE")
+    # CsvExampleGen, StatisticsGen, Transform (analyze + transform), Evaluator at least.
+    assert done >= 4, log_path.read_text()[-3000:]
 
 
 def test_every_artifact_recorded_in_ml_metadata(movies_run):

@@ -162,6 +162,14 @@ def test_every_modality_is_discovered():
             "must be an identifier",
         ),
         (lambda r: r["slices"][1].update(bucket_width=0), "slices[1].bucket_width", "> 0"),
+        (lambda r: r.update(schedule={"cron": "daily"}), "schedule.cron", "5-field cron"),
+        (lambda r: r.update(schedule={"cron": "0 3 * *"}), "schedule.cron", "5-field cron"),
+        (
+            lambda r: r.update(schedule={"start_date": "next monday"}),
+            "schedule.start_date",
+            "YYYY-MM-DD",
+        ),
+        (lambda r: r.update(schedule={"every": "day"}), "schedule.every", "unknown key"),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, raw_movies, mutate, key, fragment):
@@ -210,3 +218,21 @@ def test_pre_split_files(tmp_path):
     assert spec.data.hash_buckets is None
     assert spec.data.patterns == {"train": "train/*.csv", "eval": "eval/*.csv"}
     assert spec.data.root == str(tmp_path)
+
+
+def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
+    assert load_spec(write_spec(tmp_path, raw_movies)).schedule == {
+        "cron": "0 3 * * *",
+        "start_date": None,
+    }
+    raw_movies["schedule"] = {"cron": "@hourly", "start_date": "2026-06-01"}
+    spec = load_spec(write_spec(tmp_path, raw_movies))
+    assert spec.schedule == {"cron": "@hourly", "start_date": "2026-06-01"}
+    assert Spec.from_dict(spec.to_dict()).schedule == spec.schedule
+    # YAML's own dates (unquoted) are read as dates too.
+    path = tmp_path / "dated.yaml"
+    text = yaml.safe_dump({**raw_movies, "schedule": None}).replace(
+        "schedule: null", "schedule: {cron: '30 4 * * 1-5', start_date: 2026-11-01}"
+    )
+    path.write_text(text)
+    assert load_spec(str(path)).schedule == {"cron": "30 4 * * 1-5", "start_date": "2026-11-01"}

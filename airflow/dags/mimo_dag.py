@@ -1,0 +1,34 @@
+"""The pipeline as a scheduled Airflow DAG, built by TFX's AirflowDagRunner.
+
+Put this file (or a symlink to it) in Airflow's dags folder; the project must be installed in
+Airflow's environment (`make airflow-venv` does both for .venv-airflow). Configured by
+environment variables, read when Airflow parses the file:
+
+  MIMO_SPEC        the dataset spec (default: the bundled movies spec)
+  MIMO_OUTPUT      artifacts, ML Metadata and the registry (default: <repo>/runs/airflow)
+  MIMO_SCHEDULE    cron expression or Airflow preset (default: the spec's `schedule:`, else
+                   '0 3 * * *', 03:00 daily)
+  MIMO_START_DATE  first data interval, ISO date (default: the spec's `start_date:`, else today)
+  MIMO_BEAM_ARGS   Beam arguments, space separated (default: the DirectRunner in one process;
+                   see `mimo run --help` for distributed runners)
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shlex
+
+from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1 before TensorFlow)
+from pipeline.airflow_dag import build_dag
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DAG = build_dag(
+    spec_path=os.environ.get("MIMO_SPEC", os.path.join(REPO, "data", "movies", "movies.yaml")),
+    output_dir=os.environ.get("MIMO_OUTPUT", os.path.join(REPO, "runs", "airflow")),
+    schedule=os.environ.get("MIMO_SCHEDULE") or None,
+    start_date=os.environ.get("MIMO_START_DATE") or None,
+    beam_args=shlex.split(os.environ["MIMO_BEAM_ARGS"]) if "MIMO_BEAM_ARGS" in os.environ else None,
+    today=datetime.date.today(),
+)

@@ -1,0 +1,168 @@
+"""Compiles the pipeline for Kubeflow Pipelines (KFP v2) with TFX's KubeflowV2DagRunner.
+
+The same `create_pipeline` as every other runner; what differs here: the data root and the
+Trainer's steps are run-time parameters, every component asks for CPU and memory (the Trainer
+for a GPU), Beam runs on a distributed runner, and every step runs in the pipeline image
+(kubeflow/Dockerfile). The pipeline root is KFP's own run-time setting (`pipeline_root` when a
+run or recurring run is created, see kubeflow/schedule.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+from tfx import v1 as tfx
+from tfx import version as tfx_version
+from tfx.dsl.components.base.base_component import BaseComponent
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+from kubeflow import IMAGE_PROJECT_DIR
+from pipeline.pipeline import create_pipeline
+from pipeline.spec import Spec
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The run-time parameters of the compiled pipeline.
+DATA_ROOT = "data_root"
+TRAIN_ARGS = "train_args"
+
+ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Kubernetes requests/limits per step. Memory in GB (KFP's unit)."""
+
+    trainer_accelerator: str = "NVIDIA_TESLA_T4"  # "" for a CPU-only Trainer
+    trainer_accelerator_count: int = 1
+    trainer_cpu: float = 8
+    trainer_memory: float = 32
+    beam_cpu: float = 4  # ExampleGen, StatisticsGen, Transform, Evaluator (Beam drivers)
+    beam_memory: float = 16
+    small_cpu: float = 1  # SchemaGen, ExampleValidator, DataGate, Pusher
+    small_memory: float = 4
+
+
+BEAM_COMPONENTS = ("ExampleGen", "StatisticsGen", "Transform", "Evaluator")
+
+
+def _resource_spec(cpu: float, memory: float, accelerator: str = "", count: int = 0):
+    spec = ResourceSpec(cpu_request=cpu, cpu_limit=cpu, memory_request=memory, memory_limit=memory)
+    if accelerator:
+        spec.accelerator.type = accelerator
+        spec.accelerator.count = count
+    return spec
+
+
+def image_path(path: str) -> str:
+    """A path inside the repository, as the pipeline image sees it; other paths unchanged."""
+    rel = os.path.relpath(os.path.abspath(path), REPO)
+    if rel.startswith(".."):
+        return path
+    return f"{IMAGE_PROJECT_DIR}/{rel}"
+
+
+def kubeflow_pipeline(
+    spec: Spec,
+    beam_pipeline_args: list[str],
+    resources: Resources | None = None,
+    data_root: str | None = None,
+    train_steps: int = 0,
+    registry: str = "",
+    mlflow_tracking_uri: str = "",
+    pipeline_root: str = "",
+) -> tfx.dsl.Pipeline:
+    """The TFX pipeline as Kubeflow runs it (not yet compiled)."""
+    # The bundled data and a curated schema, as the image has them (other paths as given).
+    data = dataclasses.replace(spec.data, root=image_path(spec.data.root))
+    if data.schema:
+        data = dataclasses.replace(data, schema=image_path(data.schema))
+    spec = dataclasses.replace(spec, data=data)
+    pipeline = create_pipeline(
+        spec,
+        # KFP chooses where artifacts go (the run's pipeline root); this is only the default.
+        pipeline_root=pipeline_root or "minio://mlpipeline/v2/artifacts",
+        beam_pipeline_args=beam_pipeline_args,
+        # Every scheduled run trains on the data it reads; KFP caches steps whose inputs did not
+        # change (and never ExampleGen, see compile_kubeflow).
+        retrain=False,
+        registry=registry or None,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+        data_root=tfx.dsl.experimental.RuntimeParameter(
+            name=DATA_ROOT, ptype=str, default=data_root or spec.data.root
+        ),
+        train_steps=tfx.dsl.experimental.RuntimeParameter(
+            name=TRAIN_ARGS, ptype=str, default=json.dumps({"num_steps": int(train_steps)})
+        ),
+    )
+    r = resources or Resources()
+    for component in pipeline.components:
+        if not isinstance(component, BaseComponent):
+            continue  # the baseline resolver runs inside KFP's driver, not in a pod
+        if component.id == "Trainer":
+            config = _resource_spec(
+                r.trainer_cpu,
+                r.trainer_memory,
+                r.trainer_accelerator,
+                r.trainer_accelerator_count if r.trainer_accelerator else 0,
+            )
+        elif component.id.endswith(BEAM_COMPONENTS):
+            config = _resource_spec(r.beam_cpu, r.beam_memory)
+        else:
+            config = _resource_spec(r.small_cpu, r.small_memory)
+        component.with_platform_config(config)
+    return pipeline
+
+
+def runtime_parameter_defaults(pipeline: tfx.dsl.Pipeline) -> dict:
+    """{name: default} of every RuntimeParameter the pipeline's components take."""
+    found = {}
+    for component in pipeline.components:
+        for value in component.exec_properties.values():
+            if isinstance(value, tfx.dsl.experimental.RuntimeParameter):
+                found[value.name] = value.default
+    return found
+
+
+def compile_kubeflow(pipeline: tfx.dsl.Pipeline, output_file: str, image: str) -> dict:
+    """Writes the KFP v2 pipeline spec (YAML, what the KFP UI and SDK upload) to output_file."""
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=image,
+            use_pipeline_spec_2_1=True,  # KFP 2.x: schema 2.1.0
+        ),
+        output_dir=os.path.dirname(os.path.abspath(output_file)),
+        output_filename=os.path.basename(output_file),
+    )
+    job = runner.run(pipeline, write_out=False)
+    spec = job["pipelineSpec"]
+    # TFX leaves run-time parameters' defaults out of the spec (they go in a Vertex job's
+    # runtimeConfig): put them where KFP looks, so a run needs no argument.
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    for name, default in runtime_parameter_defaults(pipeline).items():
+        parameters[name]["defaultValue"] = default
+        parameters[name]["isOptional"] = True
+    # TFX 1.16 drops the platform config of file-based ExampleGens (step_builder builds their
+    # container without it): every step gets the resources it was given.
+    executors = spec["deploymentSpec"]["executors"]
+    for component in pipeline.components:
+        executor = executors.get(f"{component.id}_executor", {})
+        if isinstance(component, BaseComponent) and component.platform_config and executor:
+            executor["container"]["resources"] = json_format.MessageToDict(
+                component.platform_config
+            )
+    # ExampleGen reads a directory whose files change between scheduled runs under the same
+    # parameters: KFP's cache must not hand back last week's examples.
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        if name.endswith("ExampleGen"):
+            task.pop("cachingOptions", None)
+    kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # noqa: SLF001 - TFX's own YAML writer
+        job,
+        f"{pipeline.pipeline_info.pipeline_name}: compiled by mimo (tfx {tfx_version.__version__})",
+        os.path.abspath(output_file),
+    )
+    return spec

@@ -1,0 +1,138 @@
+"""Airflow: the DAG file loaded by real Apache Airflow's DagBag (in `make test`), and a full
+`dag.test()` run on the fixture data producing a pushed model (`make test-airflow`).
+
+Airflow runs in a subprocess with its own AIRFLOW_HOME and SQLite metadata, so its settings and
+logging never touch the test session.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import MOVIES_FIXTURE_SPEC, REPO
+
+from pipeline.pipeline import create_pipeline
+from pipeline.spec import load_spec
+
+DAGS = os.path.join(REPO, "airflow", "dags")
+
+LOAD = """
+import json
+from airflow.models import DagBag
+bag = DagBag(dag_folder={dags!r}, include_examples=False)
+dag = bag.dags.get({name!r})
+print("RESULT " + json.dumps({{
+    "import_errors": {{k: str(v) for k, v in bag.import_errors.items()}},
+    "dag_ids": sorted(bag.dag_ids),
+    "schedule": str(dag.schedule_interval) if dag else None,
+    "start_date": dag.start_date.isoformat() if dag else None,
+    "catchup": dag.catchup if dag else None,
+    "tasks": {{t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}} if dag else {{}},
+}}))
+"""
+
+RUN = """
+import json
+from airflow.models import DagBag
+from airflow.utils.state import DagRunState
+bag = DagBag(dag_folder={dags!r}, include_examples=False)
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags.get({name!r})
+run = dag.test()
+print("RESULT " + json.dumps({{
+    "state": str(run.state),
+    "tasks": {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}},
+}}))
+"""
+
+
+def airflow_env(tmp_path, output, extra=None):
+    home = tmp_path / "airflow-home"
+    home.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": DAGS,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "MIMO_SPEC": MOVIES_FIXTURE_SPEC,
+            "MIMO_OUTPUT": str(output),
+            "MIMO_SCHEDULE": "30 4 * * 1-5",
+            "MIMO_START_DATE": "2026-11-01",
+            "TF_USE_LEGACY_KERAS": "1",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def run_airflow(script, env, timeout):
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def fixture_spec():
+    return load_spec(MOVIES_FIXTURE_SPEC)
+
+
+def test_dagbag_loads_one_task_per_component_with_the_local_dependencies(tmp_path, fixture_spec):
+    env = airflow_env(tmp_path, tmp_path / "out")
+    result = run_airflow(LOAD.format(dags=DAGS, name=fixture_spec.name), env, timeout=600)
+    assert result["import_errors"] == {}
+    assert result["dag_ids"] == [fixture_spec.name]
+    assert result["schedule"] == "30 4 * * 1-5"  # from the environment
+    assert result["start_date"].startswith("2026-11-01")
+    assert result["catchup"] is False
+    local = create_pipeline(fixture_spec, str(tmp_path / "local"), registry=str(tmp_path / "r"))
+    expected = {node.id: sorted(u.id for u in node.upstream_nodes) for node in local.components}
+    assert result["tasks"] == expected
+
+
+def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, fixture_spec):
+    spec_file = tmp_path / "scheduled.yaml"
+    with open(MOVIES_FIXTURE_SPEC) as f:
+        text = f.read()
+    data = os.path.join(os.path.dirname(MOVIES_FIXTURE_SPEC), "movies.csv")
+    text = text.replace("path: movies.csv", f"path: {data}")
+    text += "\nschedule: {cron: '@weekly', start_date: 2026-06-01}\n"
+    spec_file.write_text(text)
+    env = airflow_env(tmp_path, tmp_path / "out", {"MIMO_SPEC": str(spec_file)})
+    del env["MIMO_SCHEDULE"], env["MIMO_START_DATE"]
+    result = run_airflow(LOAD.format(dags=DAGS, name=fixture_spec.name), env, timeout=600)
+    assert result["import_errors"] == {}
+    assert result["schedule"] == "@weekly"
+    assert result["start_date"].startswith("2026-06-01")
+
+
+@pytest.mark.airflow_run
+def test_dag_test_runs_the_pipeline_end_to_end_and_pushes(tmp_path, fixture_spec):
+    from components.registry import Registry
+
+    output = tmp_path / "out"
+    env = airflow_env(tmp_path, output)
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    result = run_airflow(RUN.format(dags=DAGS, name=fixture_spec.name), env, timeout=1800)
+    assert result["state"] == "success", result
+    assert all(state == "success" for state in result["tasks"].values()), result["tasks"]
+    registry = Registry(str(output / "registry"))
+    assert registry.versions(fixture_spec.name) == [1]

@@ -1,0 +1,224 @@
+"""Kubeflow: the compiled pipeline, loaded back with the real kfp SDK; the image's Dockerfile
+against the constraints file; Beam arguments per runner; the schedule's cron check."""
+
+import json
+import os
+import re
+
+import pytest
+from conftest import REPO
+from google.protobuf import json_format
+from kfp import components as kfp_components
+
+from kubeflow import IMAGE_PROJECT_DIR
+from kubeflow.runner import Resources, compile_kubeflow, kubeflow_pipeline
+from kubeflow.schedule import ScheduleError, check_cron, parse_params
+from pipeline.beam import BeamArgsError, BeamOptions, beam_args
+from pipeline.pipeline import create_pipeline
+from pipeline.spec import load_spec
+
+MOVIES_SPEC = os.path.join(REPO, "data", "movies", "movies.yaml")
+IMAGE = "registry.example.com/ml/mimo-pipeline:1.2.3"
+DATAFLOW = BeamOptions(
+    runner="dataflow",
+    project="proj",
+    region="europe-west4",
+    temp_location="gs://b/tmp",
+    image=IMAGE,
+)
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    spec = load_spec(MOVIES_SPEC)
+    path = str(tmp_path_factory.mktemp("kfp") / "pipeline.yaml")
+    pipeline = kubeflow_pipeline(
+        spec,
+        beam_args(DATAFLOW),
+        Resources(trainer_accelerator="NVIDIA_L4", trainer_accelerator_count=2),
+        registry="/mnt/models",
+        train_steps=500,
+    )
+    compile_kubeflow(pipeline, path, image=IMAGE)
+    component = kfp_components.load_component_from_file(path)  # the real kfp SDK parses it
+    as_dict = json_format.MessageToDict(component.pipeline_spec)
+    return spec, component, as_dict
+
+
+def test_kfp_loads_every_component_with_the_local_pipelines_dependencies(compiled, tmp_path):
+    spec, component, ir = compiled
+    assert component.name == spec.name
+    assert ir["schemaVersion"] == "2.1.0"
+    tasks = ir["root"]["dag"]["tasks"]
+    local = create_pipeline(spec, str(tmp_path), registry=str(tmp_path / "registry"))
+    # The resolver becomes two KFP tasks (latest blessing, then its model); every component
+    # is one task with the same upstream components as in the local pipeline.
+    resolver_tasks = {n for n in tasks if n.startswith("latest_blessed_model_resolver")}
+    assert len(resolver_tasks) == 2
+    for node in local.components:
+        if node.id == "latest_blessed_model_resolver":
+            continue
+        assert node.id in tasks, node.id
+        want = {u.id for u in node.upstream_nodes}
+        got = set(tasks[node.id].get("dependentTasks", []))
+        if "latest_blessed_model_resolver" in want:
+            want.discard("latest_blessed_model_resolver")
+            assert got & resolver_tasks, node.id
+        assert got - resolver_tasks == want, node.id
+    # Pushed only when the Evaluator blessed the model.
+    condition = tasks["RegistryPusher"]["triggerPolicy"]["condition"]
+    assert "blessing" in condition and "blessed" in condition
+
+
+def test_trainer_asks_for_gpus_and_every_step_for_cpu_and_memory(compiled):
+    _, _, ir = compiled
+    executors = ir["deploymentSpec"]["executors"]
+    trainer = executors["Trainer_executor"]["container"]["resources"]
+    assert trainer["accelerator"] == {"type": "NVIDIA_L4", "count": "2"}
+    assert trainer["cpuRequest"] == 8 and trainer["memoryLimit"] == 32
+    pods = [e["container"] for e in executors.values() if "container" in e]
+    assert len(pods) == 9  # every component but the resolver (which KFP's driver runs)
+    for container in pods:
+        assert container["image"] == IMAGE
+        assert container["resources"]["cpuRequest"] >= 1
+        assert container["resources"]["memoryRequest"] >= 4
+    transform = executors["Transform_executor"]["container"]["resources"]
+    assert transform["cpuRequest"] == 4 and transform["memoryRequest"] == 16
+
+
+def test_beam_steps_run_on_the_distributed_runner(compiled):
+    _, _, ir = compiled
+    executors = ir["deploymentSpec"]["executors"]
+    for name in ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+        args = executors[f"{name}_executor"]["container"]["args"]
+        assert "--runner=DataflowRunner" in args, name
+        assert f"--sdk_container_image={IMAGE}" in args, name
+
+
+def test_runtime_parameters_have_defaults_inside_the_image(compiled):
+    _, component, ir = compiled
+    inputs = component.component_spec.inputs
+    assert inputs["data_root"].default == f"{IMAGE_PROJECT_DIR}/data/movies"
+    assert json.loads(inputs["train_args"].default) == {"num_steps": 500}
+    tasks = ir["root"]["dag"]["tasks"]
+    example_gen = tasks["CsvExampleGen"]
+    assert example_gen["inputs"]["parameters"]["input_base"] == {
+        "componentInputParameter": "data_root"
+    }
+    trainer = tasks["Trainer"]["inputs"]["parameters"]
+    assert trainer["train_args"] == {"componentInputParameter": "train_args"}
+    # New files under the same data_root must be read: ExampleGen is never served from cache,
+    # the steps after it are when their inputs are unchanged.
+    assert "cachingOptions" not in example_gen
+    assert tasks["Transform"]["cachingOptions"]["enableCache"] is True
+
+
+def test_compile_command_writes_a_loadable_package(tmp_path):
+    from pipeline.cli import main
+
+    out = tmp_path / "p.yaml"
+    argv = ["compile", "kubeflow", "--spec", MOVIES_SPEC, "--output", str(out)]
+    argv += ["--registry", "/mnt/models", "--trainer-accelerator", "", "--image", IMAGE]
+    assert main(argv + ["--beam-runner", "portable"]) == 2  # no job endpoint: refused
+    assert not out.exists()
+    argv += ["--beam-runner", "portable", "--job-endpoint", "flink-jobserver:8099"]
+    assert main(argv) == 0
+    ir = json_format.MessageToDict(kfp_components.load_component_from_file(str(out)).pipeline_spec)
+    trainer = ir["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert "accelerator" not in trainer["resources"]  # a CPU-only Trainer when asked
+    args = ir["deploymentSpec"]["executors"]["Transform_executor"]["container"]["args"]
+    assert "--job_endpoint=flink-jobserver:8099" in args
+    assert f"--environment_config={IMAGE}" in args  # DOCKER workers from the pipeline image
+
+
+def _pins():
+    pins = {}
+    with open(os.path.join(REPO, "constraints.txt")) as f:
+        for line in f:
+            name, sep, version = line.strip().partition("==")
+            if sep and not name.startswith("#"):
+                pins[name.lower()] = version
+    return pins
+
+
+def test_dockerfile_agrees_with_the_constraints_and_the_compiled_commands(compiled):
+    _, _, ir = compiled
+    with open(os.path.join(REPO, "kubeflow", "Dockerfile")) as f:
+        text = f.read()
+    pins = _pins()
+    base = re.search(r"^FROM tensorflow/tensorflow:(\S+)-gpu$", text, re.M)
+    assert base and base.group(1) == pins["tensorflow"]
+    beam = re.search(r"COPY --from=apache/beam_python(\d+\.\d+)_sdk:(\S+) ", text)
+    assert beam and beam.group(2) == pins["apache-beam"]
+    with open(os.path.join(REPO, "setup.py")) as f:
+        setup = f.read()
+    python = re.search(r'python_requires=">=(\d+\.\d+),', setup).group(1)
+    assert beam.group(1) == python and f"python{python} -m venv" in text
+    installs = re.findall(r"pip install [^\n]*", text)
+    project_installs = [i for i in installs if "'.[" in i]
+    assert len(project_installs) == 2
+    assert all("-c constraints.txt" in i and "kubeflow" in i for i in project_installs)
+    assert "COPY constraints.txt" in text
+    assert re.search(r"^ENV TF_USE_LEGACY_KERAS=1$", text, re.M)
+    assert re.search(rf"^WORKDIR {IMAGE_PROJECT_DIR}$", text, re.M)
+    # Every package setup.py installs and the bundled data are copied in.
+    for package in ("pipeline", "components", "preprocessing", "trainer", "kubeflow", "data"):
+        assert re.search(rf"^COPY {package} \./{package}$", text, re.M), package
+    # The compiled steps run `python -m ...`: the virtualenv's python must come first on PATH.
+    venv = re.search(r"^ENV VIRTUAL_ENV=(\S+)$", text, re.M).group(1)
+    assert re.search(rf"^ENV PATH={venv}/bin:\$PATH$", text, re.M)
+    commands = {
+        e["container"]["command"][0]
+        for e in ir["deploymentSpec"]["executors"].values()
+        if "container" in e
+    }
+    assert commands == {"python"}
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        (BeamOptions(runner="portable"), "--job-endpoint"),
+        (BeamOptions(runner="portable", job_endpoint="h:1"), "--environment-config"),
+        (BeamOptions(runner="dataflow", project="p"), "--region, --temp-location"),
+        (BeamOptions(runner="dataflow", project="p", region="r", temp_location="/tmp"), "gs://"),
+        (BeamOptions(runner="spark"), "unknown Beam runner"),
+    ],
+)
+def test_beam_options_missing_what_a_runner_needs_are_refused(options, error):
+    with pytest.raises(BeamArgsError, match=re.escape(error)):
+        beam_args(options)
+
+
+def test_beam_args_per_runner():
+    assert beam_args(BeamOptions()) == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    loopback = beam_args(
+        BeamOptions(runner="portable", job_endpoint="localhost:8099", environment_type="LOOPBACK")
+    )
+    assert loopback == [
+        "--runner=PortableRunner",
+        "--job_endpoint=localhost:8099",
+        "--environment_type=LOOPBACK",
+    ]
+    dataflow = beam_args(DATAFLOW)
+    assert "--sdk_location=container" in dataflow and "--experiments=use_runner_v2" in dataflow
+
+
+def test_cron_expressions_for_kfp():
+    assert check_cron("0 3 * * *") == "0 0 3 * * *"  # 5 fields: seconds prepended
+    assert check_cron("0 30 2 * * MON-FRI") == "0 30 2 * * MON-FRI"
+    for bad in ("daily", "0 3 * *", "0 0 3 * * * *", "0 0 3 * * ;rm"):
+        with pytest.raises(ScheduleError, match="6 fields"):
+            check_cron(bad)
+    assert parse_params(["data_root=gs://b/movies", "train_args={}"]) == {
+        "data_root": "gs://b/movies",
+        "train_args": "{}",
+    }
+    with pytest.raises(ScheduleError, match="NAME=VALUE"):
+        parse_params(["data_root"])
+
+
+def test_compiled_package_carries_no_path_of_this_machine(compiled):
+    _, _, ir = compiled
+    assert REPO not in json.dumps(ir)
+    assert f"{IMAGE_PROJECT_DIR}/data/movies/movies.csv" in json.dumps(ir)  # the spec, in-image
