@@ -238,3 +238,15 @@ def test_classifier_biases_start_at_the_training_prior(movies):
     assert 0 < mean < 100 and std > 1
     rescale = model.get_layer("meter")
     assert (rescale.mean, rescale.std) == (mean, std)
+
+
+def test_single_head_spec_reports_its_metrics(movies):
+    # With one head Keras names metrics without the head prefix ("mae", not "meter_mae").
+    raw = movies.spec.to_dict()
+    raw["outputs"] = [o for o in raw["outputs"] if o["name"] == "meter"]
+    raw["training"].update(epochs=1, batch_size=32)
+    spec = Spec.from_dict(raw)
+    result = train(spec, movies.tft_output, movies.train_files, movies.eval_files)
+    metrics = result.report["heads"]["meter"]["metrics"]
+    assert set(metrics) == {"mae", "rmse", "loss"}
+    assert metrics["mae"] > 0 and np.isfinite(metrics["rmse"])
