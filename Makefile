@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-airflow lint format setup data clean
+.PHONY: run test test-airflow bench lint format setup data clean
 
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
@@ -23,6 +23,13 @@ test: lint
 # A full Airflow run (dag.test()) of the fixture pipeline; `make test` only loads the DAG.
 test-airflow: $(STAMP)
 	$(PY) -m pytest -m airflow_run tests/test_airflow.py $(PYTEST_ARGS)
+
+# Benchmarks (bench/run.py): JSON, a markdown summary and plots under bench/results/.
+# BENCH_SCALES=1,10,100 adds the 100x data (long); BENCH_ARGS='--skip penguin,beam' etc.
+BENCH_SCALES ?= 1,10
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PY) -m bench.run --scales $(BENCH_SCALES) $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

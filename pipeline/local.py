@@ -37,6 +37,7 @@ def run_local(
     enable_cache: bool = True,
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
+    train_steps: int | None = None,
 ) -> RunPaths:
     """Runs the whole pipeline; pushes to `registry` (default: <output_dir>/registry)."""
     paths = run_paths(spec, output_dir)
@@ -51,6 +52,7 @@ def run_local(
         enable_cache=enable_cache,
         registry=registry or os.path.join(os.path.abspath(output_dir), "registry"),
         mlflow_tracking_uri=mlflow_tracking_uri,
+        train_steps=train_steps,
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return paths
