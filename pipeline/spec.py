@@ -105,6 +105,9 @@ TRAINING_DEFAULTS = {
     "learning_rate": 0.001,
     "early_stopping_patience": 3,  # epochs without a better weighted validation loss
     "mixed_precision": False,  # mixed_float16 on GPUs (heads stay float32)
+    # Keep the transformed records in memory after the first epoch: true, false, or "auto"
+    # (when a split's files are at most 256 MB compressed).
+    "cache_in_memory": "auto",
 }
 MODEL_DEFAULTS = {
     "fusion": "concatenate",  # or "gated": a learned, per-example weighting of the towers
@@ -613,6 +616,8 @@ class _Parser:
                 self.error(f"{section}.{k}", f"must be a number in [0, {top}]")
         if out.get("mixed_precision", False) not in (True, False):
             self.error(f"{section}.mixed_precision", "must be true or false")
+        if out.get("cache_in_memory", "auto") not in (True, False, "auto"):
+            self.error(f"{section}.cache_in_memory", "must be true, false or auto")
         units = out.get("fusion_units", 1)
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             self.error(f"{section}.fusion_units", "must be a positive integer")

@@ -162,6 +162,11 @@ def test_every_modality_is_discovered():
             "must be an identifier",
         ),
         (lambda r: r["slices"][1].update(bucket_width=0), "slices[1].bucket_width", "> 0"),
+        (
+            lambda r: r.update(training={"cache_in_memory": "yes"}),
+            "training.cache_in_memory",
+            "true, false or auto",
+        ),
         (lambda r: r.update(schedule={"cron": "daily"}), "schedule.cron", "5-field cron"),
         (lambda r: r.update(schedule={"cron": "0 3 * *"}), "schedule.cron", "5-field cron"),
         (

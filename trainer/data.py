@@ -31,12 +31,17 @@ def make_dataset(
     repeat: bool = False,
     with_weights: bool = True,
     seed: int | None = None,
+    cache: bool = False,
 ) -> tf.data.Dataset:
+    """`cache`: keep the decompressed records in memory after the first epoch (the examples are
+    still reshuffled and parsed every epoch); for splits that fit in memory, see should_cache."""
     feature_spec = info.feature_spec
     files = tf.data.Dataset.list_files(file_pattern, shuffle=shuffle, seed=seed)
     ds = tf.data.TFRecordDataset(
         files, compression_type="GZIP", num_parallel_reads=tf.data.AUTOTUNE
     )
+    if cache:
+        ds = ds.cache()
     if shuffle:
         ds = ds.shuffle(10 * batch_size, seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -59,6 +64,20 @@ def make_dataset(
         return x, y, weights
 
     return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# Cache a split in memory when its compressed files are at most this big (records take a few
+# times that once decompressed).
+CACHE_LIMIT_BYTES = 256 * 2**20
+
+
+def should_cache(file_pattern, setting) -> bool:
+    """The spec's training.cache_in_memory: true, false, or "auto" (by the split's size)."""
+    if setting != "auto":
+        return bool(setting)
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    size = sum(tf.io.gfile.stat(f).length for p in patterns for f in tf.io.gfile.glob(p))
+    return size <= CACHE_LIMIT_BYTES
 
 
 def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: int = 51200) -> dict:

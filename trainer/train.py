@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline.spec import Spec
-from trainer.data import collect_labels, make_dataset
+from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ def train(
     epochs = spec.training["epochs"]
     steps_per_epoch = math.ceil(train_steps / epochs) if train_steps else None
 
+    cache = spec.training["cache_in_memory"]
     train_ds = make_dataset(
         train_files,
         spec,
@@ -72,8 +73,11 @@ def train(
         shuffle=True,
         repeat=steps_per_epoch is not None,
         seed=42,
+        cache=should_cache(train_files, cache),
     )
-    eval_ds = make_dataset(eval_files, spec, info, global_batch)
+    eval_ds = make_dataset(
+        eval_files, spec, info, global_batch, cache=should_cache(eval_files, cache)
+    )
     with strategy.scope():
         model = compile_model(build_model(spec, info), spec, info)
 
