@@ -453,7 +453,7 @@ def summary(results) -> str:
     lines = ["# Benchmark summary", ""]
     env = results["environment"]
     lines += [
-        f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, no GPU), all in one run.",
+        f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, no GPU). Both sides of every ratio come from this session on this machine; parts 2, 3 and 5 measure theirs back to back in one process, parts 1, 4 and 6 in separate pipeline runs (see results.json).",
         "",
     ]
     lines += ["| # | measure | figure | goal | met |", "|---|---|---|---|---|"]
