@@ -17,7 +17,9 @@ def run_mimo(spec_path, out, beam, train_steps):
     from pipeline.local import run_local
     from pipeline.spec import load_spec
 
-    paths = run_local(load_spec(spec_path), out, beam, enable_cache=False, train_steps=train_steps)
+    paths = run_local(
+        load_spec(spec_path), out, beam_args=beam, enable_cache=False, train_steps=train_steps
+    )
     print(f"METADATA {paths.metadata_path}")
 
 

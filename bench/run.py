@@ -242,7 +242,7 @@ def bench_serving(inputs) -> dict:
     import tensorflow as tf
 
     from trainer.data import input_feature_names
-    from trainer.export import export
+    from trainer.export import export, input_raw_spec
 
     spec, tft_output, train_files, _, raw_eval = inputs
     model, info = _model(spec, tft_output, train_files)
@@ -251,10 +251,7 @@ def bench_serving(inputs) -> dict:
     serving = tf.saved_model.load(export_dir).signatures["serving_default"]
     files = glob.glob(raw_eval)
     raw = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(256)]
-    raw_spec = {k: v for k, v in tft_output.raw_feature_spec().items() if k in spec.input_columns()}
-    from trainer.export import _with_defaults
-
-    parsed = tf.io.parse_example(tf.constant(raw), _with_defaults(raw_spec))
+    parsed = tf.io.parse_example(tf.constant(raw), input_raw_spec(tft_output, spec))
     transformed = tft_output.transform_features_layer()(parsed)
     features = input_feature_names(spec)
     bare = tf.function(lambda x: model(x, training=False))

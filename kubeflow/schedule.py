@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-_FIELD = re.compile(r"^[\d*?/,\-LW#A-Za-z]+$")
+from pipeline.cron import has_cron_fields
 
 
 class ScheduleError(ValueError):
@@ -18,7 +17,7 @@ def check_cron(expression: str) -> str:
     fields = expression.split()
     if len(fields) == 5:
         fields = ["0", *fields]
-    if len(fields) != 6 or not all(_FIELD.match(f) for f in fields):
+    if not has_cron_fields(" ".join(fields), 6):
         raise ScheduleError(
             f"cron expression {expression!r}: expected 6 fields (second minute hour "
             "day-of-month month day-of-week), e.g. '0 0 3 * * *' for 03:00 daily"

@@ -8,10 +8,8 @@ directory as for the local runner, and the registry next to it.
 from __future__ import annotations
 
 import datetime
-import os
 
-from pipeline.local import DEFAULT_BEAM_ARGS, run_paths
-from pipeline.pipeline import create_pipeline
+from pipeline.local import DEFAULT_BEAM_ARGS, local_pipeline
 from pipeline.spec import load_spec
 
 
@@ -31,24 +29,15 @@ def build_dag(
     beam_args: list[str] | None = None,
     today: datetime.date | None = None,
 ):
-    from tfx import v1 as tfx
     from tfx.orchestration.airflow.airflow_dag_runner import (
         AirflowDagRunner,
         AirflowPipelineConfig,
     )
 
     spec = load_spec(spec_path)
-    paths = run_paths(spec, output_dir)
-    os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
     cron, start = schedule_settings(spec, schedule, start_date, today or datetime.date.today())
-    pipeline = create_pipeline(
-        spec,
-        pipeline_root=paths.pipeline_root,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            paths.metadata_path
-        ),
-        beam_pipeline_args=list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args),
-        registry=os.path.join(os.path.abspath(output_dir), "registry"),
+    pipeline, _ = local_pipeline(
+        spec, output_dir, beam_args=DEFAULT_BEAM_ARGS if beam_args is None else beam_args
     )
     config = AirflowPipelineConfig(
         airflow_dag_config={

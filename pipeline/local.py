@@ -30,7 +30,7 @@ def run_paths(spec: Spec, output_dir: str) -> RunPaths:
     )
 
 
-def run_local(
+def local_pipeline(
     spec: Spec,
     output_dir: str,
     beam_args=DEFAULT_BEAM_ARGS,
@@ -38,8 +38,9 @@ def run_local(
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
     train_steps: int | None = None,
-) -> RunPaths:
-    """Runs the whole pipeline; pushes to `registry` (default: <output_dir>/registry)."""
+) -> tuple[tfx.dsl.Pipeline, RunPaths]:
+    """The pipeline with its artifacts and SQLite ML Metadata under `output_dir`, pushing to
+    `registry` (default: <output_dir>/registry); run here, by Airflow or in the notebook."""
     paths = run_paths(spec, output_dir)
     os.makedirs(os.path.dirname(paths.metadata_path), exist_ok=True)
     pipeline = create_pipeline(
@@ -54,6 +55,12 @@ def run_local(
         mlflow_tracking_uri=mlflow_tracking_uri,
         train_steps=train_steps,
     )
+    return pipeline, paths
+
+
+def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
+    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline."""
+    pipeline, paths = local_pipeline(spec, output_dir, **options)
     tfx.orchestration.LocalDagRunner().run(pipeline)
     return paths
 

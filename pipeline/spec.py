@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.cron import has_cron_fields
 from preprocessing import MODALITIES
 from preprocessing.heads import HEAD_TYPES, label_name
 
@@ -122,7 +123,6 @@ SCHEDULE_DEFAULTS = {
     "cron": "0 3 * * *",  # five-field cron or an Airflow preset such as @daily
     "start_date": None,  # ISO date of the first data interval; None: the day the DAG is parsed
 }
-_CRON_FIELD = re.compile(r"^[\d*?/,\-A-Za-z#LW]+$")
 
 
 @dataclass(frozen=True)
@@ -297,8 +297,7 @@ class _Parser:
                 out[k] = v
         cron = out["cron"]
         if not isinstance(cron, str) or not (
-            (cron.startswith("@") and cron[1:].isalpha())
-            or (len(cron.split()) == 5 and all(_CRON_FIELD.match(f) for f in cron.split()))
+            (cron.startswith("@") and cron[1:].isalpha()) or has_cron_fields(cron, 5)
         ):
             self.error(
                 "schedule.cron", f"must be a 5-field cron expression or @preset, got {cron!r}"

@@ -49,16 +49,20 @@ def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
     return tf.SparseTensor(indices, tf.boolean_mask(values, keep), tf.stack([n, 1]))
 
 
+def input_raw_spec(tft_output, spec: Spec) -> dict:
+    """The raw feature spec of the spec's input columns, every one optional (see _with_defaults)."""
+    raw = tft_output.raw_feature_spec()
+    return _with_defaults({c: raw[c] for c in sorted(spec.input_columns()) if c in raw})
+
+
 class _Exporter(tf.Module):
     def __init__(self, model, tft_output, spec: Spec, info):
         super().__init__()
         self.model = model
         self.tft_layer = tft_output.transform_features_layer()
         self.spec, self.info = spec, info
-        raw = tft_output.raw_feature_spec()
-        self.raw_spec = raw
-        columns = sorted(spec.input_columns())
-        self.input_raw_spec = _with_defaults({c: raw[c] for c in columns if c in raw})
+        self.raw_spec = tft_output.raw_feature_spec()
+        self.input_raw_spec = input_raw_spec(tft_output, spec)
         self.features = input_feature_names(spec)
 
     def predict(self, raw_features: dict) -> dict:

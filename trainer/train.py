@@ -125,13 +125,11 @@ def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, 
     results = model.evaluate(eval_ds, steps=steps, return_dict=True, verbose=0)
     eval_labels = collect_labels(eval_files, spec, info.feature_spec)
     heads = {}
-    # Keras prefixes metric names with the head's name only when there are several heads.
-    prefix = (lambda h: f"{h.name}_") if len(spec.outputs) > 1 else (lambda h: "")
     for h in spec.outputs:
         y_train, y_eval = train_labels[h.name], eval_labels[h.name]
-        model_metrics = {
-            m: float(results[f"{prefix(h)}{m}"]) for m in h.metrics if f"{prefix(h)}{m}" in results
-        }
+        # Keras prefixes metric names with the head's name only when there are several heads.
+        prefix = f"{h.name}_" if len(spec.outputs) > 1 else ""
+        model_metrics = {m: float(results[prefix + m]) for m in h.metrics if prefix + m in results}
         model_metrics["loss"] = float(results.get(f"{h.name}_loss", results["loss"]))
         if h.type == "regression":
             mean = y_train.mean()

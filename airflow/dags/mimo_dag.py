@@ -1,8 +1,7 @@
 """The pipeline as a scheduled Airflow DAG, built by TFX's AirflowDagRunner.
 
-Put this file (or a symlink to it) in Airflow's dags folder; the project must be installed in
-Airflow's environment (`make airflow-venv` does both for .venv-airflow). Configured by
-environment variables, read when Airflow parses the file:
+Point Airflow's dags folder here (or link this file into it); the project and Airflow share
+.venv (`make setup`). Configured by environment variables, read when Airflow parses the file:
 
   MIMO_SPEC        the dataset spec (default: the bundled movies spec)
   MIMO_OUTPUT      artifacts, ML Metadata and the registry (default: <repo>/runs/airflow)
