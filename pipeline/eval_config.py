@@ -34,11 +34,18 @@ METRICS = {
             True,
         ),
     },
+    # Computed for every label at once (see pipeline/multilabel_metrics.py); same names and
+    # sub-keys as TFMA's AUC, Precision and Recall binarized per class.
     "multilabel": {
-        "auc": ("AUC", "auc", True),
-        "precision": ("Precision", "precision", True),
-        "recall": ("Recall", "recall", True),
+        "auc": ("MultilabelAUC", "auc", True),
+        "precision": ("MultilabelPrecision", "precision", True),
+        "recall": ("MultilabelRecall", "recall", True),
     },
+}
+# Metric classes that are not TFMA's own, by the module that defines them.
+MODULES = {
+    name: "pipeline.multilabel_metrics"
+    for name in ("MultilabelAUC", "MultilabelPrecision", "MultilabelRecall")
 }
 # Reported for every head of the type, never gated.
 EXTRA = {
@@ -83,7 +90,11 @@ def _threshold(gate: Gate, higher: bool) -> tfma.MetricThreshold:
 def _metric_config(class_name: str, **config) -> tfma.MetricConfig:
     import json
 
-    return tfma.MetricConfig(class_name=class_name, config=json.dumps(config) if config else "")
+    return tfma.MetricConfig(
+        class_name=class_name,
+        module=MODULES.get(class_name, ""),
+        config=json.dumps(config) if config else "",
+    )
 
 
 def num_classes(head: OutputSpec) -> int | None:
