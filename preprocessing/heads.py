@@ -329,9 +329,20 @@ class Multilabel(HeadType):
         return self.depth(head.options)
 
     def keras_loss(self, head, info):
+        """Binary cross-entropy summed over the labels: each label weighs as much as a binary head.
+
+        Keras' default (the mean over the labels) gives a 21-label head the weight of a single
+        binary flag in the shared layers' gradient; in a multi-output model such a head then
+        learns several times slower than alone (bench part 5: genre macro AUC 0.66 against 0.78).
+        """
         import tf_keras as keras
 
-        return keras.losses.BinaryCrossentropy()
+        labels = self.num_units(head, info)
+
+        def summed_binary_crossentropy(y_true, y_pred):
+            return labels * keras.losses.binary_crossentropy(y_true, y_pred)
+
+        return summed_binary_crossentropy
 
     def metric(self, name, head, info):
         import tf_keras as keras

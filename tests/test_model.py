@@ -165,6 +165,18 @@ def test_class_weights_weigh_the_weighted_class(movies):
     assert loss_weighted > loss_plain
 
 
+def test_multilabel_loss_is_summed_over_its_labels(movies):
+    model = compile_model(build_model(movies.spec, movies.info), movies.spec, movies.info)
+    x, y, w = one_batch(movies, size=100)
+    labels = y["genre"].numpy()
+    assert labels.shape[1] == 21 and labels.sum() > 0
+    loss = model.test_on_batch(x, y, sample_weight=w, return_dict=True)["genre_loss"]
+    p = np.clip(model(x)["genre"].numpy(), 1e-7, 1 - 1e-7)
+    bce = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))
+    # Per example the sum over the 21 labels (not their mean), then the mean over examples.
+    assert loss == pytest.approx(bce.sum(axis=1).mean(), rel=1e-4)
+
+
 def test_modality_dropout_at_one_takes_the_missing_path(movies):
     raw = movies.spec.to_dict()
     raw["model"].update(modality_dropout=1.0, dropout=0.0)

@@ -139,7 +139,8 @@ def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, 
             }
         elif h.type in ("binary", "multilabel"):
             prior = np.clip(y_train.mean(axis=0), 1e-7, 1 - 1e-7)
-            bce = -(y_eval * np.log(prior) + (1 - y_eval) * np.log(1 - prior)).mean()
+            bce = -(y_eval * np.log(prior) + (1 - y_eval) * np.log(1 - prior)).mean(axis=0)
+            bce = bce.sum()  # a multilabel head's loss is summed over its labels
             baseline = {"loss": float(bce), "auc": 0.5}
             if h.type == "binary":
                 rate = float(y_eval.mean()) if y_eval.size else 0.0
