@@ -552,9 +552,15 @@ def summary(results) -> str:
     lines = ["# Benchmark summary", ""]
     env = results["environment"]
     lines += [
-        f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, no GPU). Both sides of every ratio come from this session on this machine; parts 2, 3 and 5 measure theirs back to back in one process, parts 1, 4 and 6 in separate pipeline runs (see results.json).",
+        f"Measured {env['date']} on {env['machine']} ({env['cpus']} CPUs, no GPU). The two sides of each ratio were measured in one bench session on this machine (date of the last one; `--merge` keeps earlier parts): parts 2, 3 and 5 back to back in one process, parts 1, 4 and 6 in separate pipeline runs (see results.json).",
         "",
     ]
+    if results.get("before", {}).get("note"):
+        lines += [
+            f"Rows marked before compare with an earlier session on this machine: {results['before']['note']}. "
+            "The Evaluator's two metric implementations are also compared back to back on one model.",
+            "",
+        ]
     lines += ["| # | measure | figure | goal | met |", "|---|---|---|---|---|"]
     sc = results.get("scaling", {})
     keys = sorted(sc, key=float)
