@@ -2,7 +2,7 @@
 
 TFMA's own AUC, Precision and Recall binarize a multilabel output one class at a time: each class
 becomes its own chain of computations with its own per-example Python work, for every slice and
-both models (bench part 1: 21 genres took the Evaluator from 33 s to 135 s on 3.5k movies). These
+both models (`make bench`: 167 s against 48 s with these, for 3.5k movies with 21 genres). These
 metrics read the head's whole label and prediction vectors per example and update every class
 with a few NumPy operations. They answer the same sub-keys (`SubKey(class_id=i)`), so TFMA's
 `binarize` (per-class values), macro-average aggregation, thresholds and baseline comparisons use
