@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 
+from pipeline import multilabel_metrics
 from pipeline.spec import Gate, OutputSpec, Spec, SpecError
 from preprocessing.heads import label_name
 
@@ -44,8 +45,12 @@ METRICS = {
 }
 # Metric classes that are not TFMA's own, by the module that defines them.
 MODULES = {
-    name: "pipeline.multilabel_metrics"
-    for name in ("MultilabelAUC", "MultilabelPrecision", "MultilabelRecall")
+    cls.__name__: cls.__module__
+    for cls in (
+        multilabel_metrics.MultilabelAUC,
+        multilabel_metrics.MultilabelPrecision,
+        multilabel_metrics.MultilabelRecall,
+    )
 }
 # Reported for every head of the type, never gated.
 EXTRA = {

@@ -156,62 +156,33 @@ def _per_label_computations(
     return computations
 
 
-# TFMA passes a create function only the arguments its signature names: one function per kind.
-def _auc(
-    name,
-    eval_config=None,
-    model_names=None,
-    output_names=None,
-    sub_keys=None,
-    example_weighted=False,
-):
-    return _per_label_computations(
-        "auc", name, eval_config, model_names, output_names, sub_keys, example_weighted
-    )
+class _PerLabelMetric(metric_types.Metric):
+    """One of the per-label metrics; `kind` selects what its combiner accumulates."""
+
+    kind: str
+
+    def __init__(self, name: str | None = None):
+        # TFMA passes the create function these keyword arguments plus the ones it names
+        # (eval_config, model_names, output_names, sub_keys, example_weighted).
+        super().__init__(_per_label_computations, kind=self.kind, name=name or self.kind)
+
+    def get_config(self) -> dict:
+        return {"name": self.name}  # `kind` comes with the class (TFMA re-creates it by name)
 
 
-def _precision(
-    name,
-    eval_config=None,
-    model_names=None,
-    output_names=None,
-    sub_keys=None,
-    example_weighted=False,
-):
-    return _per_label_computations(
-        "precision", name, eval_config, model_names, output_names, sub_keys, example_weighted
-    )
-
-
-def _recall(
-    name,
-    eval_config=None,
-    model_names=None,
-    output_names=None,
-    sub_keys=None,
-    example_weighted=False,
-):
-    return _per_label_computations(
-        "recall", name, eval_config, model_names, output_names, sub_keys, example_weighted
-    )
-
-
-class MultilabelAUC(metric_types.Metric):
+class MultilabelAUC(_PerLabelMetric):
     """ROC AUC of each label of a multilabel output."""
 
-    def __init__(self, name: str = "auc"):
-        super().__init__(_auc, name=name)
+    kind = "auc"
 
 
-class MultilabelPrecision(metric_types.Metric):
+class MultilabelPrecision(_PerLabelMetric):
     """Precision at 0.5 of each label of a multilabel output."""
 
-    def __init__(self, name: str = "precision"):
-        super().__init__(_precision, name=name)
+    kind = "precision"
 
 
-class MultilabelRecall(metric_types.Metric):
+class MultilabelRecall(_PerLabelMetric):
     """Recall at 0.5 of each label of a multilabel output."""
 
-    def __init__(self, name: str = "recall"):
-        super().__init__(_recall, name=name)
+    kind = "recall"
