@@ -27,6 +27,7 @@ setup(
         "numpy==1.26.4",
         "protobuf==3.20.3",
         "pyyaml>=6",
+        "croniter",
         "pillow",
     ],
     extras_require={

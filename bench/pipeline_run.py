@@ -14,7 +14,7 @@ from pipeline import env as _env  # noqa: F401  (before TensorFlow)
 
 
 def run_mimo(spec_path, out, beam, train_steps):
-    from pipeline.local import run_local
+    from pipeline.runners.local import run_local
     from pipeline.spec import load_spec
 
     paths = run_local(

@@ -99,13 +99,11 @@ def run_pipeline(kind, source, out, beam, train_steps=None) -> dict:
 
 
 def trainer_report(metadata_path) -> dict:
-    from pipeline.local import latest_run_outputs
-    from trainer.task import REPORT_FILE
+    from pipeline.evaluation.report import load_training_report
+    from pipeline.runners.local import latest_run_outputs
 
     outputs = latest_run_outputs(metadata_path)
-    uri = outputs["Trainer"]["model_run"][0].uri
-    with open(os.path.join(uri, REPORT_FILE)) as f:
-        return json.load(f)
+    return load_training_report(outputs["Trainer"]["model_run"][0].uri)
 
 
 # -- 1. scaling ---------------------------------------------------------------------------------
@@ -125,6 +123,15 @@ def bench_scaling(scales) -> dict:
 
 
 # -- 1b. the Evaluator's multilabel metrics: per label at once vs TFMA's, binarized per class ----
+def per_label_heads(spec) -> list[str]:
+    """Heads whose TFMA metrics are our own per-label ones (pipeline/evaluation/...)."""
+    return [
+        h.name
+        for h in spec.outputs
+        if any(h.head_type.metric_table[m].tfma_module for m in h.metrics)
+    ]
+
+
 TFMA_OWN = {
     "MultilabelAUC": "AUC",
     "MultilabelPrecision": "Precision",
@@ -151,15 +158,15 @@ def bench_evaluator(metadata_path) -> dict:
     import tensorflow_model_analysis as tfma
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipeline.eval_config import build_eval_config
-    from pipeline.local import latest_run_outputs
+    from pipeline.evaluation.eval_config import build_eval_config
+    from pipeline.runners.local import latest_run_outputs
     from pipeline.spec import load_spec
 
     outputs = latest_run_outputs(metadata_path)
     model = os.path.join(outputs["Trainer"]["model"][0].uri, "Format-Serving")
     data = os.path.join(outputs["CsvExampleGen"]["examples"][0].uri, "Split-eval", "*")
     spec = load_spec(scaled_spec(1)[0])
-    heads = {h.name for h in spec.outputs if h.type == "multilabel"}
+    heads = per_label_heads(spec)
     out, values = {}, {}
     for variant in ("tfma_binarized", "per_label"):
         config = build_eval_config(spec)
@@ -227,7 +234,7 @@ def bench_beam(scaling) -> dict:
 def transformed_inputs(metadata_path):
     import tensorflow_transform as tft
 
-    from pipeline.local import latest_run_outputs
+    from pipeline.runners.local import latest_run_outputs
     from pipeline.spec import load_spec
 
     outputs = latest_run_outputs(metadata_path)
@@ -374,9 +381,6 @@ def bench_serving(inputs) -> dict:
 
 
 # -- 5. one multi-output model vs one single-head model per head ----------------------------------
-PRIMARY = {"regression": ("mae", "lower"), "binary": ("auc", "higher")}
-
-
 # The multilabel heads' loss weight, swept: how the heads trade quality for one another.
 MULTILABEL_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 
@@ -402,7 +406,8 @@ def bench_multitask(inputs) -> dict:
     def compare(report, seconds) -> dict:
         heads = {}
         for head in spec.outputs:
-            metric, direction = PRIMARY.get(head.type, ("auc", "higher"))
+            metric = head.head_type.primary
+            direction = "higher" if head.head_type.higher_is_better(metric) else "lower"
             m = report["heads"][head.name]["metrics"][metric]
             single_report, single_seconds = singles[head.name]
             s = single_report["heads"][head.name]["metrics"][metric]
@@ -431,7 +436,7 @@ def bench_multitask(inputs) -> dict:
     log("multitask: the multi-output model")
     result = compare(*fit(spec))
     result["goal"] = "every head within 2% (or better) at <= 0.5x the summed time"
-    multilabel = [h.name for h in spec.outputs if h.type == "multilabel"]
+    multilabel = per_label_heads(spec)
     result["sweep"] = []
     for weight in MULTILABEL_WEIGHTS if multilabel else ():
         log(f"multitask: multilabel loss_weight {weight}")

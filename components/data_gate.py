@@ -18,9 +18,7 @@ from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
 from pipeline.spec import Spec
-from preprocessing import MODALITIES
 from preprocessing.base import BYTES, FLOAT, INT
-from preprocessing.heads import HEAD_TYPES
 
 # Values the training data never showed are what OOV buckets are for: reported, not blocking.
 NON_BLOCKING = {anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES}
@@ -58,17 +56,20 @@ def check_data(
             )
 
     for i in spec.inputs:
-        expect(i.column, f"input '{i.name}' ({i.modality})", MODALITIES[i.modality].schema_types)
+        expect(i.column, f"input '{i.name}' ({i.modality})", i.modality_type.schema_types)
     for o in spec.outputs:
-        head_type = HEAD_TYPES[o.type]
+        head_type = o.head_type
         expect(o.column, f"output '{o.name}' ({o.type} label)", head_type.schema_types)
-        if o.type == "binary" and types.get(o.column) == BYTES and not o.options["positive_values"]:
-            errors.append(
-                f"{where}: column {o.column!r} (output '{o.name}') holds strings: "
-                "set `positive_values` on the head to say which values are positive"
-            )
-        if o.type == "multilabel":
-            continue  # an empty label set is a valid multilabel label
+        column_stats = {
+            split: f
+            for split, split_stats in stats.items()
+            if (f := _feature(split_stats, o.column))
+        }
+        if o.column in types:
+            for problem in head_type.label_checks(o, types[o.column], column_stats):
+                errors.append(f"{where}: {problem}")
+        if head_type.empty_label_ok:
+            continue
         for split, split_stats in sorted(stats.items()):
             missing = _num_missing(split_stats, o.column)
             if missing:
@@ -118,19 +119,25 @@ def _data_location(spec: Spec) -> str:
     return spec.data.root
 
 
-def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> str:
-    """'' when every example has a value, else how many lack one (as words)."""
+def _feature(stats: statistics_pb2.DatasetFeatureStatistics, column: str):
+    """The column's FeatureNameStatistics in one split (None when absent)."""
     for f in stats.features:
         if (f.path.step and f.path.step[0] == column) or f.name == column:
-            kind = f.WhichOneof("stats")
-            common = getattr(f, kind).common_stats if kind else None
-            if common is None:
-                return ""
-            if common.num_missing:
-                return f"{int(common.num_missing)} example(s)"
-            if common.min_num_values == 0:  # present but empty (CSV: an empty cell)
-                return "some examples"
-            return ""
+            return f
+    return None
+
+
+def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> str:
+    """'' when every example has a value, else how many lack one (as words)."""
+    f = _feature(stats, column)
+    kind = f.WhichOneof("stats") if f is not None else None
+    if kind is None:
+        return ""
+    common = getattr(f, kind).common_stats
+    if common.num_missing:
+        return f"{int(common.num_missing)} example(s)"
+    if common.min_num_values == 0:  # present but empty (CSV: an empty cell)
+        return "some examples"
     return ""
 
 

@@ -15,79 +15,9 @@ import time
 from tfx import v1 as tfx
 
 from components.registry import Registry
+from pipeline import constants
+from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.version import code_fingerprint
-
-BLESSED = "blessed"
-
-
-def evaluation_summary(evaluation_uri: str) -> dict:
-    """{'metrics': {head: {slice: {metric: value}}}, 'validation': {...}} from TFMA's output."""
-    import tensorflow_model_analysis as tfma
-
-    metrics: dict = {}
-    for slice_metrics in tfma.load_metrics(evaluation_uri):
-        slice_name = "overall"
-        if slice_metrics.slice_key.single_slice_keys:
-            slice_name = ", ".join(
-                f"{k.column}={k.bytes_value.decode() if k.HasField('bytes_value') else (k.int64_value if k.HasField('int64_value') else k.float_value)}"
-                for k in slice_metrics.slice_key.single_slice_keys
-            )
-        for kv in slice_metrics.metric_keys_and_values:
-            if kv.key.is_diff or not kv.value.HasField("double_value"):
-                continue
-            head = kv.key.output_name or "_"
-            name = kv.key.name
-            if kv.key.HasField("sub_key") and kv.key.sub_key.HasField("class_id"):
-                name = f"{name}/class_{kv.key.sub_key.class_id.value}"
-            if kv.key.HasField("aggregation_type"):
-                name = f"{name}/macro"
-            if kv.key.model_name == "baseline":
-                name = f"baseline:{name}"
-            metrics.setdefault(head, {}).setdefault(slice_name, {})[name] = (
-                kv.value.double_value.value
-            )
-    result = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for failure in result.metric_validations_per_slice:
-        for f in failure.failures:
-            value = (
-                f.metric_value.double_value.value
-                if f.metric_value.HasField("double_value")
-                else None
-            )
-            message = f.message or _describe_failure(f, value)
-            failures.append(
-                {
-                    "head": f.metric_key.output_name,
-                    "metric": f.metric_key.name,
-                    "value": value,
-                    "change": f.metric_key.is_diff,
-                    "message": message,
-                }
-            )
-    return {
-        "metrics": metrics,
-        "validation": {"ok": bool(result.validation_ok), "failures": failures},
-    }
-
-
-def _describe_failure(failure, value) -> str:
-    threshold = failure.metric_threshold
-    what = "change from the baseline" if failure.metric_key.is_diff else "value"
-    bounds = []
-    fields = {
-        "value_threshold": ("lower_bound", "upper_bound"),
-        "change_threshold": ("absolute", "relative"),
-    }
-    for kind, names in fields.items():
-        if threshold.HasField(kind):
-            t = getattr(threshold, kind)
-            for b in names:
-                if t.HasField(b):
-                    label = {"absolute": "allowed change", "relative": "allowed relative change"}
-                    bounds.append(f"{label.get(b, b.replace('_', ' '))} {getattr(t, b).value:g}")
-    shown = "none" if value is None else f"{value:.4f}"
-    return f"{what} {shown} is outside {', '.join(bounds) or 'the threshold'}"
 
 
 def push_to_mlflow(
@@ -119,11 +49,11 @@ def push_to_mlflow(
 
 
 def _record(pushed_model, version: int, destination: str, already: bool = False) -> None:
-    pushed_model.set_int_custom_property("pushed", 0 if already else 1)
-    pushed_model.set_int_custom_property("pushed_version", version)
-    pushed_model.set_string_custom_property("pushed_destination", destination)
+    pushed_model.set_int_custom_property(constants.PUSHED, 0 if already else 1)
+    pushed_model.set_int_custom_property(constants.PUSHED_VERSION, version)
+    pushed_model.set_string_custom_property(constants.PUSHED_DESTINATION, destination)
     os.makedirs(pushed_model.uri, exist_ok=True)
-    with open(os.path.join(pushed_model.uri, "pushed.json"), "w") as f:
+    with open(os.path.join(pushed_model.uri, constants.PUSHED_FILE), "w") as f:
         json.dump({"version": version, "destination": destination, "already_published": already}, f)
 
 
@@ -141,8 +71,8 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     from pipeline.spec import Spec
 
     parsed = Spec.from_dict(json.loads(spec))
-    if model_blessing.get_int_custom_property(BLESSED) != 1:
-        pushed_model.set_int_custom_property("pushed", 0)
+    if model_blessing.get_int_custom_property(constants.BLESSED) != 1:
+        pushed_model.set_int_custom_property(constants.PUSHED, 0)
         print("[RegistryPusher] the model is not blessed: nothing published")
         return
     reg = Registry(registry)
@@ -151,7 +81,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             _record(pushed_model, v, reg.path(parsed.name, v), already=True)
             print(f"[RegistryPusher] this model is already {parsed.name} version {v}")
             return
-    baseline_uri = model_blessing.get_string_custom_property("baseline_model")
+    baseline_uri = model_blessing.get_string_custom_property(constants.BASELINE_MODEL)
     baseline_version = None
     for v in reg.versions(parsed.name):
         if reg.card(parsed.name, v).get("model_uri") == baseline_uri and baseline_uri:
@@ -164,9 +94,9 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(model.uri))),
         "data": {
             "examples_uri": examples.uri,
-            "span": examples.get_int_custom_property("span"),
-            "version": examples.get_int_custom_property("version"),
-            "input_fingerprint": examples.get_string_custom_property("input_fingerprint"),
+            "span": examples.get_int_custom_property(constants.SPAN),
+            "version": examples.get_int_custom_property(constants.VERSION),
+            "input_fingerprint": examples.get_string_custom_property(constants.INPUT_FINGERPRINT),
         },
         "baseline": {"model_uri": baseline_uri or None, "version": baseline_version},
         "gates": [
@@ -180,7 +110,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             for o in parsed.outputs
             for g in o.gates
         ],
-        "evaluation": evaluation_summary(evaluation.uri),
+        "evaluation": EvaluationSummary.from_tfma(evaluation.uri).to_dict(),
     }
     version = reg.publish(parsed.name, os.path.join(model.uri, "Format-Serving"), card)
     destination = reg.path(parsed.name, version)
@@ -190,7 +120,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         mlflow_version = push_to_mlflow(
             mlflow_tracking_uri, parsed.name, destination, reg.card(parsed.name, version)
         )
-        pushed_model.set_string_custom_property("mlflow_version", mlflow_version)
+        pushed_model.set_string_custom_property(constants.MLFLOW_VERSION, mlflow_version)
         print(
             f"[RegistryPusher] registered in MLflow ({mlflow_tracking_uri}) as "
             f"{parsed.name} version {mlflow_version}, alias 'champion'"

@@ -21,8 +21,10 @@ from tfx import version as tfx_version
 from tfx.dsl.components.base.base_component import BaseComponent
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-from kubeflow import IMAGE_PROJECT_DIR
+from kubeflow import DEFAULT_IMAGE, IMAGE_PROJECT_DIR
 from pipeline.pipeline import create_pipeline
+from pipeline.runners import Command, Runner, register
+from pipeline.runners.beam import BeamArgsError, add_beam_flags, beam_args, options_from_flags
 from pipeline.spec import Spec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -166,3 +168,142 @@ def compile_kubeflow(pipeline: tfx.dsl.Pipeline, output_file: str, image: str) -
         os.path.abspath(output_file),
     )
     return spec
+
+
+class KubeflowRunner(Runner):
+    name = "kubeflow"
+    doc = "Kubeflow Pipelines v2: a compiled pipeline spec, recurring runs"
+
+    def commands(self):
+        return {
+            "compile": Command("compile the pipeline for Kubeflow Pipelines", self.add, self.build),
+            "schedule": Command(
+                "create a recurring run on Kubeflow Pipelines",
+                self.add_schedule,
+                self.schedule,
+                needs_spec=False,
+            ),
+        }
+
+    def add(self, comp) -> None:
+        comp.add_argument("--output", default="pipeline.yaml", help="the KFP pipeline spec (YAML)")
+        comp.add_argument("--image", default=DEFAULT_IMAGE, help="the pipeline image (Dockerfile)")
+        comp.add_argument(
+            "--data-root",
+            help="default of the data_root parameter (default: the "
+            "spec's data directory inside the image)",
+        )
+        comp.add_argument(
+            "--train-steps",
+            type=int,
+            default=0,
+            help="default of the train_args parameter's num_steps (0: whole epochs)",
+        )
+        comp.add_argument(
+            "--registry",
+            required=True,
+            help="registry directory the pusher writes: a volume mounted into the pods",
+        )
+        comp.add_argument("--mlflow-tracking-uri", default="", help="also register in MLflow")
+        res = comp.add_argument_group("resources (Kubernetes requests = limits; memory in GB)")
+        res.add_argument(
+            "--trainer-accelerator",
+            default="NVIDIA_TESLA_T4",
+            help="GPU type for the Trainer; '' for none",
+        )
+        res.add_argument("--trainer-gpus", type=int, default=1)
+        res.add_argument("--trainer-cpu", type=float, default=8)
+        res.add_argument("--trainer-memory", type=float, default=32)
+        res.add_argument("--beam-cpu", type=float, default=4)
+        res.add_argument("--beam-memory", type=float, default=16)
+        add_beam_flags(comp, required=True)
+
+    def build(self, spec: Spec, args) -> int:
+        import sys
+
+        try:
+            beam = beam_args(options_from_flags(args, image=args.image))
+        except BeamArgsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        resources = Resources(
+            trainer_accelerator=args.trainer_accelerator,
+            trainer_accelerator_count=args.trainer_gpus,
+            trainer_cpu=args.trainer_cpu,
+            trainer_memory=args.trainer_memory,
+            beam_cpu=args.beam_cpu,
+            beam_memory=args.beam_memory,
+        )
+        pipeline = kubeflow_pipeline(
+            spec,
+            beam,
+            resources,
+            data_root=args.data_root,
+            train_steps=args.train_steps,
+            registry=args.registry,
+            mlflow_tracking_uri=args.mlflow_tracking_uri,
+        )
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        compiled = compile_kubeflow(pipeline, args.output, image=args.image)
+        params = compiled["root"]["inputDefinitions"]["parameters"]
+        print(f"Compiled '{spec.name}' for Kubeflow Pipelines: {os.path.abspath(args.output)}")
+        print(f"  image: {args.image}")
+        print(f"  steps: {', '.join(sorted(compiled['root']['dag']['tasks']))}")
+        for name, p in sorted(params.items()):
+            print(f"  run-time parameter {name} (default {p.get('defaultValue')!r})")
+        print(f"  Beam: {' '.join(beam)}")
+        return 0
+
+    def add_schedule(self, sched) -> None:
+        sched.add_argument("--host", required=True, help="the KFP API endpoint")
+        sched.add_argument("--package", default="pipeline.yaml", help="the compiled pipeline")
+        sched.add_argument("--cron", required=True, help="e.g. '0 0 3 * * *' (KFP: 6 fields)")
+        sched.add_argument("--name", required=True, help="the recurring run's name")
+        sched.add_argument("--experiment", default="mimo")
+        sched.add_argument("--pipeline-root", default="", help="where the runs' artifacts go")
+        sched.add_argument(
+            "--param",
+            action="append",
+            metavar="NAME=VALUE",
+            help="run-time parameter, e.g. --param data_root=gs://bucket/movies",
+        )
+        sched.add_argument("--namespace", help="multi-user Kubeflow: your profile namespace")
+
+    def schedule(self, spec, args) -> int:
+        import sys
+
+        from kubeflow.schedule import (
+            RecurringRun,
+            ScheduleError,
+            check_cron,
+            create_recurring_run,
+            parse_params,
+        )
+
+        try:
+            check_cron(args.cron)
+            run = RecurringRun(
+                host=args.host,
+                package=args.package,
+                cron=args.cron,
+                name=args.name,
+                experiment=args.experiment,
+                pipeline_root=args.pipeline_root,
+                params=parse_params(args.param or []),
+                namespace=args.namespace,
+            )
+        except ScheduleError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if not os.path.isfile(args.package):
+            print(
+                f"error: {args.package}: no such file (run `mimo compile kubeflow`)",
+                file=sys.stderr,
+            )
+            return 2
+        job = create_recurring_run(run)
+        print(f"Recurring run '{args.name}' ({job.recurring_run_id}) on '{check_cron(args.cron)}'")
+        return 0
+
+
+register(KubeflowRunner())

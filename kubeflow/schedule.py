@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.cron import has_cron_fields
+from pipeline.cron import is_cron
 
 
 class ScheduleError(ValueError):
@@ -17,7 +17,7 @@ def check_cron(expression: str) -> str:
     fields = expression.split()
     if len(fields) == 5:
         fields = ["0", *fields]
-    if not has_cron_fields(" ".join(fields), 6):
+    if not is_cron(" ".join(fields), 6):
         raise ScheduleError(
             f"cron expression {expression!r}: expected 6 fields (second minute hour "
             "day-of-month month day-of-week), e.g. '0 0 3 * * *' for 03:00 daily"

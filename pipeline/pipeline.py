@@ -14,9 +14,10 @@ from tfx.v1.dsl.experimental import RuntimeParameter
 
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
-from pipeline.eval_config import build_eval_config
+from pipeline import constants
+from pipeline.evaluation.eval_config import build_eval_config
 from pipeline.spec import Spec
-from pipeline.version import code_fingerprint
+from pipeline.version import TRAINER_CODE, TRANSFORM_CODE, code_fingerprint
 
 PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
@@ -112,7 +113,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config={"spec": transform_dict, "code": code_fingerprint()},
+        custom_config={"spec": transform_dict, "code": code_fingerprint(TRANSFORM_CODE)},
     )
     transform.add_upstream_node(data_gate)
     trainer = tfx.components.Trainer(
@@ -130,7 +131,7 @@ def create_pipeline(
         eval_args=trainer_pb2.EvalArgs(num_steps=None),
         custom_config={
             "spec": training_dict,
-            "code": code_fingerprint(),
+            "code": code_fingerprint(TRAINER_CODE),
             **({"run": uuid.uuid4().hex} if retrain else {}),
         },
     )
@@ -158,7 +159,7 @@ def create_pipeline(
         evaluator,
     ]
     if registry:
-        blessed = evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
+        blessed = evaluator.outputs["blessing"].future()[0].custom_property(constants.BLESSED) == 1
         with tfx.dsl.Cond(blessed):
             pusher = RegistryPusher(
                 model=trainer.outputs["model"],

@@ -22,9 +22,21 @@ from typing import Any
 
 import yaml
 
-from pipeline.cron import has_cron_fields
-from preprocessing import MODALITIES
-from preprocessing.heads import HEAD_TYPES, label_name
+from pipeline.cron import is_cron
+from preprocessing import HEAD_TYPES, MODALITIES
+from preprocessing.heads.base import label_name
+from preprocessing.options import (
+    BOOLEAN,
+    Check,
+    Choice,
+    Date,
+    Integer,
+    IntegerList,
+    Nullable,
+    Number,
+    Option,
+    resolve_options,
+)
 
 FORMATS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -52,6 +64,11 @@ class InputSpec:
     column: str
     modality: str
     options: dict = field(default_factory=dict)
+
+    @property
+    def modality_type(self):
+        """The `Modality` that owns this input."""
+        return MODALITIES[self.modality]
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,11 @@ class OutputSpec:
     def label(self) -> str:
         return label_name(self.name)
 
+    @property
+    def head_type(self):
+        """The `HeadType` that owns this head."""
+        return HEAD_TYPES[self.type]
+
 
 @dataclass(frozen=True)
 class SliceSpec:
@@ -100,29 +122,71 @@ class DataSpec:
     schema: str | None = None  # a user-curated schema.pbtxt replaces the inferred schema
 
 
-TRAINING_DEFAULTS = {
-    "epochs": 10,
-    "batch_size": 64,  # per replica: the global batch is this times the number of devices
-    "learning_rate": 0.001,
-    "early_stopping_patience": 3,  # epochs without a better weighted validation loss
-    "mixed_precision": False,  # mixed_float16 on GPUs (heads stay float32)
-    # Keep the transformed records in memory after the first epoch: true, false, or "auto"
-    # (when a split's files are at most 256 MB compressed).
-    "cache_in_memory": "auto",
+@dataclass(frozen=True)
+class Cron(Check):
+    def error(self, value):
+        if is_cron(value, 5):
+            return None
+        return f"must be a 5-field cron expression or @preset, got {value!r}"
+
+    def json_schema(self):
+        return {"type": "string"}
+
+    def describe(self):
+        return "cron (5 fields) or @preset"
+
+
+# The spec's own sections, declared once: defaults, checks and docs (`mimo options`, README).
+TRAINING_OPTIONS = {
+    "epochs": Option(10, "passes over the training split (at most)", Integer(1)),
+    "batch_size": Option(
+        64, "examples per replica: the global batch is this times the devices", Integer(1)
+    ),
+    "learning_rate": Option(0.001, "Adam's learning rate", Number(0, exclusive_minimum=True)),
+    "early_stopping_patience": Option(
+        3, "epochs without a better weighted validation loss before stopping", Integer(0)
+    ),
+    "mixed_precision": Option(False, "mixed_float16 on GPUs (heads stay float32)", BOOLEAN),
+    "cache_in_memory": Option(
+        "auto",
+        "keep the transformed records in memory after the first epoch (auto: splits of at most "
+        "256 MB compressed)",
+        Choice((True, False, "auto"), "must be true, false or auto"),
+    ),
 }
-MODEL_DEFAULTS = {
-    "fusion": "concatenate",  # or "gated": a learned, per-example weighting of the towers
-    "fusion_units": 64,  # the gated fusion's projection size
-    "trunk_units": [128, 64],
-    "dropout": 0.2,
-    "modality_dropout": 0.0,  # in training, drop a whole input with this probability
+MODEL_OPTIONS = {
+    "fusion": Option(
+        "concatenate",
+        "how towers meet: concatenate, or gated (a learned per-example weighting)",
+        Choice(("concatenate", "gated")),
+    ),
+    "fusion_units": Option(64, "the gated fusion's projection size", Integer(1)),
+    "trunk_units": Option([128, 64], "the shared trunk's dense layers", IntegerList(1)),
+    "dropout": Option(0.2, "dropout after each trunk layer", Number(0, 0.99)),
+    "modality_dropout": Option(
+        0.0, "in training, drop a whole input with this probability", Number(0, 1.0)
+    ),
 }
-FUSIONS = {"concatenate", "gated"}
 # When a scheduler (Airflow) runs the pipeline; environment variables override both.
-SCHEDULE_DEFAULTS = {
-    "cron": "0 3 * * *",  # five-field cron or an Airflow preset such as @daily
-    "start_date": None,  # ISO date of the first data interval; None: the day the DAG is parsed
+SCHEDULE_OPTIONS = {
+    "cron": Option("0 3 * * *", "five-field cron or an Airflow preset such as @daily", Cron()),
+    "start_date": Option(
+        None, "the first data interval; null: the day the DAG is parsed", Nullable(Date())
+    ),
 }
+# Keys every head takes besides its type's own options.
+HEAD_OPTIONS = {
+    "column": Option(None, "the label column (default: the head's name)"),
+    "loss": Option(None, "one of the head type's losses (default: its first)"),
+    "loss_weight": Option(1.0, "the head's weight in the summed loss", Number(0)),
+    "metrics": Option(None, "metrics to report (default: the head type's)"),
+    "class_weights": Option(None, "{class: weight}: weighs the loss (binary, multiclass)"),
+    "gates": Option([], "blessing conditions: [{metric, min, max, max_regression}]"),
+    "hidden_units": Option(0, "a hidden layer of the head's own (0: reads the trunk)", Integer(0)),
+}
+TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}
+MODEL_DEFAULTS = {k: o.default for k, o in MODEL_OPTIONS.items()}
+SCHEDULE_DEFAULTS = {k: o.default for k, o in SCHEDULE_OPTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -265,8 +329,8 @@ class _Parser:
         inputs = self._inputs(raw.get("inputs"))
         outputs = self._outputs(raw.get("outputs"))
         slices = self._slices(raw.get("slices") or [])
-        training = self._section("training", raw.get("training"), TRAINING_DEFAULTS)
-        model = self._section("model", raw.get("model"), MODEL_DEFAULTS)
+        training = self._section("training", raw.get("training"), TRAINING_OPTIONS)
+        model = self._section("model", raw.get("model"), MODEL_OPTIONS)
         schedule = self._schedule(raw.get("schedule"))
         self._cross_checks(inputs, outputs, slices, data)
         if self.problems:
@@ -284,32 +348,14 @@ class _Parser:
         )
 
     def _schedule(self, raw) -> dict:
-        out = dict(SCHEDULE_DEFAULTS)
-        if raw is None:
-            return out
-        if not isinstance(raw, dict):
-            self.error("schedule", "must be a mapping with cron and start_date")
-            return out
-        for k, v in raw.items():
-            if k not in SCHEDULE_DEFAULTS:
-                self.error(f"schedule.{k}", f"unknown key (known: {', '.join(SCHEDULE_DEFAULTS)})")
-            else:
-                out[k] = v
-        cron = out["cron"]
-        if not isinstance(cron, str) or not (
-            (cron.startswith("@") and cron[1:].isalpha()) or has_cron_fields(cron, 5)
-        ):
-            self.error(
-                "schedule.cron", f"must be a 5-field cron expression or @preset, got {cron!r}"
-            )
+        out = self._section("schedule", raw, SCHEDULE_OPTIONS)
         start = out["start_date"]
-        if isinstance(start, datetime.date):
-            out["start_date"] = start.isoformat()[:10]
-        elif start is not None:
-            try:
-                out["start_date"] = datetime.date.fromisoformat(str(start)).isoformat()
-            except ValueError:
-                self.error("schedule.start_date", f"must be a date (YYYY-MM-DD), got {start!r}")
+        if start is not None:
+            out["start_date"] = (
+                start.isoformat()[:10]
+                if isinstance(start, datetime.date)
+                else datetime.date.fromisoformat(str(start)).isoformat()
+            )
         return out
 
     # -- data ------------------------------------------------------------------------------------
@@ -438,67 +484,67 @@ class _Parser:
     # -- outputs ---------------------------------------------------------------------------------
     def _outputs(self, raw) -> list[OutputSpec]:
         outputs = []
-        common = {
-            "name",
-            "column",
-            "type",
-            "loss",
-            "loss_weight",
-            "metrics",
-            "class_weights",
-            "gates",
-            "hidden_units",
-        }
         for key, item in self._named_list("outputs", raw):
             type_name = item.get("type")
             head_type = HEAD_TYPES.get(type_name)
             if head_type is None:
                 self.error(
                     f"{key}.type",
-                    f"unknown head type {type_name!r} " f"(known: {', '.join(HEAD_TYPES)})",
+                    f"unknown head type {type_name!r} (known: {', '.join(sorted(HEAD_TYPES))})",
                 )
                 continue
-            loss = item.get("loss", head_type.default_loss)
+            common = {k: v for k, v in item.items() if k in HEAD_OPTIONS}
+            own = {
+                k: v for k, v in item.items() if k not in HEAD_OPTIONS and k not in ("name", "type")
+            }
+            options, errors = head_type.resolve(own)
+            for e in errors:
+                self.error(f"{key}.{e.key}", str(e))
+            loss = common.get("loss", head_type.default_loss)
             if loss not in head_type.losses:
                 self.error(
                     f"{key}.loss",
                     f"{loss!r} is not a loss for a {type_name} head "
                     f"(choose one of: {', '.join(head_type.losses)})",
                 )
-            weight = item.get("loss_weight", 1.0)
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-                self.error(f"{key}.loss_weight", f"must be a number >= 0, got {weight!r}")
+            weight = common.get("loss_weight", 1.0)
+            message = HEAD_OPTIONS["loss_weight"].check.error(weight)
+            if message:
+                self.error(f"{key}.loss_weight", message)
                 weight = 1.0
-            metrics = item.get("metrics", list(head_type.metrics))
-            if not isinstance(metrics, list) or any(m not in head_type.metrics for m in metrics):
+            defaults = list(head_type.default_metrics(options))
+            metrics = common.get("metrics", defaults)
+            known = list(head_type.metric_table)
+            if not isinstance(metrics, list) or any(m not in known for m in metrics):
                 self.error(
                     f"{key}.metrics",
-                    f"must be a list drawn from "
-                    f"{', '.join(head_type.metrics)}, got {metrics!r}",
+                    f"must be a list drawn from {', '.join(known)}, got {metrics!r}",
                 )
-                metrics = list(head_type.metrics)
-            class_weights = self._class_weights(f"{key}.class_weights", item.get("class_weights"))
-            if class_weights and type_name not in ("binary", "multiclass"):
+                metrics = defaults
+            elif not errors:
+                for m in metrics:
+                    problem = head_type.metric_problem(m, options)
+                    if problem:
+                        self.error(f"{key}.metrics", problem)
+            class_weights = self._class_weights(f"{key}.class_weights", common.get("class_weights"))
+            if class_weights and not head_type.accepts_class_weights:
+                takers = sorted(n for n, t in HEAD_TYPES.items() if t.accepts_class_weights)
                 self.error(
                     f"{key}.class_weights",
-                    f"a {type_name} head takes no class weights "
-                    "(binary and multiclass heads do)",
+                    f"a {type_name} head takes no class weights ({' and '.join(takers)} heads do)",
                 )
-            hidden = item.get("hidden_units", 0)
-            if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 0:
-                self.error(f"{key}.hidden_units", f"must be an integer >= 0, got {hidden!r}")
+            hidden = common.get("hidden_units", 0)
+            message = HEAD_OPTIONS["hidden_units"].check.error(hidden)
+            if message:
+                self.error(f"{key}.hidden_units", message)
                 hidden = 0
-            gates = self._gates(f"{key}.gates", item.get("gates") or [])
+            gates = self._gates(f"{key}.gates", common.get("gates") or [])
             for n, g in enumerate(gates):
                 if g.metric not in metrics:
                     self.error(
                         f"{key}.gates[{n}].metric",
-                        f"{g.metric!r} is not among this " f"head's metrics {metrics}",
+                        f"{g.metric!r} is not among this head's metrics {metrics}",
                     )
-            options = {k: v for k, v in item.items() if k not in common}
-            options, errors = head_type.resolve(options)
-            for e in errors:
-                self.error(f"{key}.{e.key}", str(e))
             outputs.append(
                 OutputSpec(
                     name=item["name"],
@@ -576,50 +622,14 @@ class _Parser:
             slices.append(SliceSpec(item["name"], item.get("column", item["name"]), width))
         return slices
 
-    def _section(self, section, raw, defaults) -> dict:
+    def _section(self, section, raw, declared) -> dict:
         raw = raw or {}
         if not isinstance(raw, dict):
             self.error(section, "must be a mapping")
-            return dict(defaults)
-        out = dict(defaults)
-        for k, v in raw.items():
-            if k not in defaults:
-                self.error(f"{section}.{k}", f"unknown key (known: {', '.join(defaults)})")
-                continue
-            out[k] = v
-        for k in ("epochs", "batch_size", "early_stopping_patience"):
-            if k in out and (
-                isinstance(out[k], bool)
-                or not isinstance(out[k], int)
-                or out[k] < (0 if k == "early_stopping_patience" else 1)
-            ):
-                self.error(f"{section}.{k}", f"must be a positive integer, got {out[k]!r}")
-        if "learning_rate" in out and (
-            not isinstance(out["learning_rate"], int | float) or out["learning_rate"] <= 0
-        ):
-            self.error(f"{section}.learning_rate", "must be a number > 0")
-        if "fusion" in out and out["fusion"] not in FUSIONS:
-            self.error(f"{section}.fusion", f"must be one of {sorted(FUSIONS)}")
-        if "trunk_units" in out and (
-            not isinstance(out["trunk_units"], list)
-            or not all(isinstance(u, int) and u > 0 for u in out["trunk_units"])
-        ):
-            self.error(f"{section}.trunk_units", "must be a list of positive integers")
-        for k, top in (("dropout", 0.99), ("modality_dropout", 1.0)):
-            value = out.get(k, 0)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not 0 <= value <= top
-            ):
-                self.error(f"{section}.{k}", f"must be a number in [0, {top}]")
-        if out.get("mixed_precision", False) not in (True, False):
-            self.error(f"{section}.mixed_precision", "must be true or false")
-        if out.get("cache_in_memory", "auto") not in (True, False, "auto"):
-            self.error(f"{section}.cache_in_memory", "must be true, false or auto")
-        units = out.get("fusion_units", 1)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            self.error(f"{section}.fusion_units", "must be a positive integer")
+            raw = {}
+        out, errors = resolve_options(declared, raw, "unknown key")
+        for e in errors:
+            self.error(f"{section}.{e.key}", str(e))
         return out
 
     # -- across sections -------------------------------------------------------------------------
@@ -649,7 +659,7 @@ class _Parser:
                 )
         produced = {}
         for n, i in enumerate(inputs):
-            for feature in MODALITIES[i.modality].output_names(i.name, i.options):
+            for feature in MODALITIES[i.modality].output_names(i):
                 produced.setdefault(feature, f"inputs[{n}]")
         for n, o in enumerate(outputs):
             if o.label in produced:

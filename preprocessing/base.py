@@ -1,15 +1,17 @@
-"""What every modality and every head type shares: option validation and tensor helpers.
+"""What every modality shares: the `Modality` contract, shared options and tensor helpers.
 
-A modality is one module in this package defining a subclass of `Modality` and exposing an
-instance as `MODALITY`. The registry (`preprocessing.MODALITIES`) discovers it; nothing else
-needs editing to add one.
+A modality is one module in `preprocessing/modalities/` with a `Modality` subclass, registered
+with `MODALITIES.register(...)`; nothing else needs editing to add one.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import tensorflow as tf
+import tensorflow_transform as tft
+
+from preprocessing.options import Configurable, Integer, Nullable, Option
 
 MISSING_TOKEN = "__mimo_missing__"
 
@@ -17,84 +19,74 @@ MISSING_TOKEN = "__mimo_missing__"
 INT, FLOAT, BYTES = "INT", "FLOAT", "BYTES"
 
 
-class OptionError(ValueError):
-    """An option of one input or output is wrong; `key` is the option's name."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-
-
-def check_int(options: dict, key: str, minimum: int = 0, allow_none: bool = False) -> list:
-    value = options.get(key)
-    if value is None and allow_none:
-        return []
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        return [OptionError(key, f"must be an integer >= {minimum}, got {value!r}")]
-    return []
-
-
-def check_choice(options: dict, key: str, choices) -> list:
-    if options.get(key) not in choices:
-        return [OptionError(key, f"must be one of {sorted(choices)}, got {options.get(key)!r}")]
-    return []
-
-
-class Configurable:
-    """Defaults and validation of a modality's or head type's own options."""
-
-    name: ClassVar[str]
-    kind: ClassVar[str] = "modality"  # how errors name it: "modality" or "head type"
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def resolve(self, options: dict) -> tuple[dict, list[OptionError]]:
-        """Fill defaults in; return the options and every error found (unknown keys included)."""
-        errors = [
-            OptionError(
-                k,
-                f"unknown option for {self.kind} '{self.name}' "
-                f"(known: {', '.join(sorted(self.defaults)) or 'none'})",
-            )
-            for k in options
-            if k not in self.defaults
-        ]
-        resolved = {**self.defaults, **{k: v for k, v in options.items() if k in self.defaults}}
-        if not errors:
-            errors = self.validate(resolved)
-        return resolved, errors
-
-    def validate(self, options: dict) -> list[OptionError]:
-        return []
-
-
 class Modality(Configurable):
-    """An input modality: how a raw column becomes model-ready tensors (and, later, its tower)."""
+    """An input modality: how a raw column becomes model-ready tensors, and the tower reading them.
+
+    Every hook receives the input's `InputSpec` (`item.name`, `item.column`, `item.options`).
+    """
 
     kind = "modality"
     # Schema types a source column may have for this modality.
     schema_types: ClassVar[frozenset[str]] = frozenset({INT, FLOAT, BYTES})
 
-    def output_names(self, name: str, options: dict) -> list[str]:
+    def output_names(self, item) -> list[str]:
         """Names of the transformed features this input produces."""
-        return [name]
+        return [item.name]
 
-    def transform(self, x, name: str, options: dict) -> dict[str, tf.Tensor]:
+    def transform(self, x, item) -> dict[str, tf.Tensor]:
         raise NotImplementedError
 
     # -- the model side: the tower that reads what `transform` produced ---------------------------
-    def keras_inputs(self, name: str, options: dict, info) -> dict:
+    def keras_inputs(self, item, info) -> dict:
         """One named Keras Input per transformed feature, shaped as Transform wrote it."""
         import tf_keras as keras
 
         inputs = {}
-        for feature in self.output_names(name, options):
+        for feature in self.output_names(item):
             spec = info.feature_spec[feature]
             inputs[feature] = keras.Input(shape=tuple(spec.shape), dtype=spec.dtype, name=feature)
         return inputs
 
-    def tower(self, inputs: dict, name: str, options: dict, info):
+    def tower(self, inputs: dict, item, info):
         """Returns ([B, D] tower output, [B] bool presence of this input)."""
         raise NotImplementedError
+
+
+# Options several modalities share, declared once (each modality picks its own defaults).
+def vocabulary_options(top_k: int, frequency_threshold: int) -> dict[str, Option]:
+    return {
+        "top_k": Option(top_k, "keep the most frequent values (the vocabulary's size)", Integer(1)),
+        "frequency_threshold": Option(
+            frequency_threshold, "... seen at least this often in the training split", Integer(1)
+        ),
+        "num_oov_buckets": Option(
+            1, "unseen (and missing) values hash into this many extra ids", Integer(1)
+        ),
+    }
+
+
+EMBEDDING_DIM = Option(
+    None, "the tower's embedding size; null: grows with the vocabulary", Nullable(Integer(1))
+)
+MAX_LENGTH_DOC = "ids kept per example; shorter ones are padded with id 0"
+
+
+def build_vocabulary(values, item, apply_to=None):
+    """A vocabulary of the training split's `values` (a file named after the input), and the ids
+    of `apply_to` (default: `values`) in it, with the input's OOV buckets after the known ids."""
+    options = item.options
+    threshold = options["frequency_threshold"]
+    vocab = tft.vocabulary(
+        values,
+        top_k=options["top_k"],
+        frequency_threshold=threshold if threshold > 1 else None,
+        vocab_filename=item.name,
+    )
+    return tft.apply_vocabulary(
+        values if apply_to is None else apply_to,
+        vocab,
+        num_oov_buckets=options["num_oov_buckets"],
+    )
 
 
 def embedding_dim(options: dict, vocab: int) -> int:

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
-from preprocessing import MODALITIES
 from preprocessing.base import as_string, dense_with_mask
-from preprocessing.heads import HEAD_TYPES, label_name
+from preprocessing.heads.base import label_name
+from preprocessing.registry import HEAD_TYPES, MODALITIES
 
 if TYPE_CHECKING:
     from pipeline.spec import Spec
@@ -37,12 +37,10 @@ def transform_slice(x, bucket_width):
 def transform_all(inputs: dict, spec: Spec) -> dict:
     outputs = {}
     for item in spec.inputs:
-        modality = MODALITIES[item.modality]
-        outputs.update(modality.transform(inputs[item.column], item.name, item.options))
+        outputs.update(MODALITIES[item.modality].transform(inputs[item.column], item))
     for head in spec.outputs:
-        head_type = HEAD_TYPES[head.type]
-        outputs[label_name(head.name)] = head_type.transform_label(
-            inputs[head.column], head.name, head.options
+        outputs[label_name(head.name)] = HEAD_TYPES[head.type].transform_label(
+            inputs[head.column], head
         )
     for sl in spec.slices:
         outputs[slice_name(sl.name)] = transform_slice(inputs[sl.column], sl.bucket_width)

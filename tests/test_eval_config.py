@@ -4,7 +4,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 from conftest import DIGITS_FIXTURE_SPEC, MOVIES_FIXTURE_SPEC, REPO
 
-from pipeline.eval_config import build_eval_config
+from pipeline.evaluation.eval_config import build_eval_config
 from pipeline.spec import Spec, SpecError, load_spec
 
 
@@ -60,7 +60,11 @@ def test_movies_eval_config():
     macro, per_label = heads["genre"]
     assert macro.aggregate.macro_average and len(macro.aggregate.class_weights) == 21
     assert macro.metrics[0].class_name == "MultilabelAUC" and macro.metrics[0].per_slice_thresholds
-    assert macro.metrics[0].module == per_label.metrics[0].module == "pipeline.multilabel_metrics"
+    assert (
+        macro.metrics[0].module
+        == per_label.metrics[0].module
+        == "pipeline.evaluation.multilabel_metrics"
+    )
     assert list(per_label.binarize.class_ids.values) == list(range(21))
     assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in per_label.metrics)
     slices = [list(s.feature_keys) for s in config.slicing_specs]

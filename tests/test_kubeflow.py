@@ -13,8 +13,8 @@ from kfp import components as kfp_components
 from kubeflow import IMAGE_PROJECT_DIR
 from kubeflow.runner import Resources, compile_kubeflow, kubeflow_pipeline
 from kubeflow.schedule import ScheduleError, check_cron, parse_params
-from pipeline.beam import BeamArgsError, BeamOptions, beam_args
 from pipeline.pipeline import create_pipeline
+from pipeline.runners.beam import BeamArgsError, BeamOptions, beam_args
 from pipeline.spec import load_spec
 
 MOVIES_SPEC = os.path.join(REPO, "data", "movies", "movies.yaml")

@@ -238,15 +238,16 @@ def test_head_hidden_layer(movies):
 
 def test_classifier_biases_start_at_the_training_prior(movies):
     model = build_model(movies.spec, movies.info)
-    oscar_prior = movies.info.label_priors["oscar"]
+    oscar_prior = movies.info.head_stats["oscar"]["prior"]
     bias = model.get_layer("oscar").bias.numpy()
     assert bias == pytest.approx(np.log(oscar_prior / (1 - oscar_prior)), rel=1e-5)
-    genre_prior = movies.info.label_priors["genre"]
+    genre_prior = movies.info.head_stats["genre"]["prior"]
     assert genre_prior.shape == (21,)
     assert np.allclose(
         model.get_layer("genre").bias.numpy(), np.log(genre_prior / (1 - genre_prior)), atol=1e-5
     )
-    mean, std = movies.info.label_stats["meter"]
+    meter = movies.info.head_stats["meter"]
+    mean, std = meter["mean"], meter["std"]
     assert 0 < mean < 100 and std > 1
     rescale = model.get_layer("meter")
     assert (rescale.mean, rescale.std) == (mean, std)

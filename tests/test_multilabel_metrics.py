@@ -7,7 +7,7 @@ import tensorflow_model_analysis as tfma
 from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_model_analysis.metrics import metric_types
 
-from pipeline import multilabel_metrics
+from pipeline.evaluation import multilabel_metrics
 
 CLASSES = 6
 
@@ -149,7 +149,7 @@ def test_in_tfma_they_agree_with_tfmas_own_metrics_and_gate_the_macro_average(tm
             "MultilabelAUC",
             "MultilabelPrecision",
             "MultilabelRecall",
-            "pipeline.multilabel_metrics",
+            "pipeline.evaluation.multilabel_metrics",
         ),
         "ours",
     )

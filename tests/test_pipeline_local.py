@@ -19,8 +19,9 @@ from conftest import (
     TEST_BEAM_ARGS,
 )
 
-from pipeline.beam import BeamOptions, beam_args
-from pipeline.local import latest_run_outputs, run_local
+from pipeline.evaluation.report import load_training_report
+from pipeline.runners.beam import BeamOptions, beam_args
+from pipeline.runners.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
@@ -94,7 +95,7 @@ def test_transformed_examples_hold_every_input_and_label(movies_run):
     from preprocessing import MODALITIES
 
     for i in spec.inputs:
-        expected |= set(MODALITIES[i.modality].output_names(i.name, i.options))
+        expected |= set(MODALITIES[i.modality].output_names(i))
     expected |= {label_name(o.name) for o in spec.outputs}
     expected |= {f"slice_{s.name}" for s in spec.slices}
     assert set(feature_spec) == expected
@@ -225,12 +226,7 @@ def test_exported_model_serves_every_head_from_raw_examples(movies_run):
 
 def test_training_report_beats_trivial_baselines_on_fixture(movies_run):
     _, _, outputs = movies_run
-    import json
-
-    from trainer.task import REPORT_FILE
-
-    with open(os.path.join(outputs["Trainer"]["model_run"][0].uri, REPORT_FILE)) as f:
-        report = json.load(f)
+    report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     assert set(report["heads"]) == {"meter", "oscar", "genre"}
     for head in report["heads"].values():
         assert all(np.isfinite(v) for v in head["metrics"].values())
@@ -245,12 +241,7 @@ def test_digits_pipeline_trains_the_image_tower(tmp_path):
     paths = run_local(spec, str(tmp_path), beam_args=TEST_BEAM_ARGS)
     outputs = latest_run_outputs(paths.metadata_path)
     assert "ImportExampleGen" in outputs and "Trainer" in outputs
-    import json
-
-    from trainer.task import REPORT_FILE
-
-    with open(os.path.join(outputs["Trainer"]["model_run"][0].uri, REPORT_FILE)) as f:
-        report = json.load(f)
+    report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     digit = report["heads"]["digit"]
     # 320 training images, a small CNN: far better than guessing the most frequent digit.
     assert digit["metrics"]["accuracy"] > digit["baseline"]["accuracy"] + 0.3

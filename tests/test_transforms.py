@@ -14,7 +14,7 @@ from conftest import (
 from tft_harness import run_transform
 
 from pipeline.spec import Spec, load_spec
-from preprocessing.text import tokenize
+from preprocessing.modalities.text import tokenize
 
 ROWS = 120
 UNSEEN = "ZZ-unseen-rating"

@@ -11,14 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.spec import Spec
-from preprocessing import MODALITIES
-from preprocessing.heads import HEAD_TYPES, label_name
+from preprocessing import HEAD_TYPES, MODALITIES
+from preprocessing.heads.base import label_name
 
 
 def input_feature_names(spec: Spec) -> list[str]:
     names = []
     for item in spec.inputs:
-        names += MODALITIES[item.modality].output_names(item.name, item.options)
+        names += MODALITIES[item.modality].output_names(item)
     return names
 
 
@@ -94,28 +94,6 @@ def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: i
     return {h: np.concatenate(v) if v else np.zeros([0]) for h, v in values.items()}
 
 
-def regression_label_stats(labels: dict, spec: Spec) -> dict:
-    """(mean, std) of each regression head's training labels."""
-    stats = {}
-    for h in spec.outputs:
-        if h.type == "regression":
-            v = labels[h.name].astype(np.float64)
-            mean = float(v.mean()) if v.size else 0.0
-            std = float(v.std()) if v.size and v.std() > 0 else 1.0
-            stats[h.name] = (mean, std)
-    return stats
-
-
-def label_priors(labels: dict, spec: Spec, info) -> dict:
-    """Training frequency of each class (binary: of 1; multilabel: of each label)."""
-    priors = {}
-    for h in spec.outputs:
-        y = labels[h.name]
-        if h.type in ("binary", "multilabel") and y.size:
-            priors[h.name] = np.clip(y.astype(np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
-        elif h.type == "multiclass" and y.size:
-            units = HEAD_TYPES[h.type].num_units(h, info)
-            known = y[(y >= 0) & (y < units)]
-            counts = np.bincount(known, minlength=units).astype(np.float64)
-            priors[h.name] = np.clip((counts + 1) / (counts.sum() + units), 1e-4, 1)
-    return priors
+def head_stats(labels: dict, spec: Spec, info) -> dict:
+    """{head: what its head type learns from the training labels} (scales, class priors)."""
+    return {h.name: HEAD_TYPES[h.type].label_stats(labels[h.name], h, info) for h in spec.outputs}

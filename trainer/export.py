@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.spec import Spec
-from preprocessing.heads import HEAD_TYPES
+from preprocessing import HEAD_TYPES
 from trainer.data import input_feature_names
 
 _NAME_OK = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$")

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import tf_keras as keras
 
 from pipeline.spec import Spec
-from preprocessing import MODALITIES
-from preprocessing.heads import HEAD_TYPES
+from preprocessing import HEAD_TYPES, MODALITIES
 from trainer.layers import GatedFusion, MissingModality
 
 
@@ -23,8 +22,8 @@ class FeatureInfo:
 
     feature_spec: dict
     vocabularies: dict = field(default_factory=dict)  # name -> list of bytes
-    label_stats: dict = field(default_factory=dict)  # regression head -> (mean, std)
-    label_priors: dict = field(default_factory=dict)  # classifier head -> class frequencies
+    # head -> what its head type learnt from the training labels (a scale, class priors)
+    head_stats: dict = field(default_factory=dict)
 
     def vocabulary(self, name: str) -> list:
         return self.vocabularies[name]
@@ -34,14 +33,13 @@ class FeatureInfo:
 
     @classmethod
     def from_transform_output(cls, tft_output, labels=None, spec=None) -> FeatureInfo:
-        """`labels` ({head: training labels}) give regression scales and classifier priors."""
-        from trainer.data import label_priors, regression_label_stats
+        """`labels` ({head: training labels}) give each head type what it learns from them."""
+        from trainer.data import head_stats
 
         vocabularies = {n: tft_output.vocabulary_by_name(n) for n in _vocab_names(tft_output)}
         info = cls(tft_output.transformed_feature_spec(), vocabularies)
         if labels is not None:
-            info.label_stats = regression_label_stats(labels, spec)
-            info.label_priors = label_priors(labels, spec, info)
+            info.head_stats = head_stats(labels, spec, info)
         return info
 
 
@@ -60,9 +58,9 @@ def build_towers(spec: Spec, info: FeatureInfo):
     rate = spec.model["modality_dropout"]
     for item in spec.inputs:
         modality = MODALITIES[item.modality]
-        own = modality.keras_inputs(item.name, item.options, info)
+        own = modality.keras_inputs(item, info)
         inputs.update(own)
-        tower, present = modality.tower(own, item.name, item.options, info)
+        tower, present = modality.tower(own, item, info)
         towers.append(MissingModality(rate, name=f"{item.name}_or_missing")([tower, present]))
     return inputs, towers
 

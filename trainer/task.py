@@ -12,11 +12,10 @@ import os
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from pipeline.constants import TRAINING_REPORT_FILE
 from pipeline.spec import Spec
 from trainer.export import export
 from trainer.train import train
-
-REPORT_FILE = "metrics.json"
 
 
 def run_fn(fn_args) -> None:
@@ -36,5 +35,5 @@ def run_fn(fn_args) -> None:
     report = dict(
         result.report, history={k: [float(x) for x in v] for k, v in result.history.items()}
     )
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, REPORT_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline.spec import Spec
+from preprocessing import HEAD_TYPES
 from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model
 
@@ -118,43 +119,25 @@ def train(
 def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, steps) -> dict:
     """Per-head validation metrics (unweighted) and what a trivial predictor scores.
 
-    Trivial predictors: the training mean for regression, the training prior for binary and
-    multilabel heads (log loss; AUC 0.5), the most frequent training class for multiclass.
+    Each head type says what its trivial predictor is (the training mean, the training prior,
+    the most frequent class) and which direction of each metric is better.
     """
     eval_ds = make_dataset(eval_files, spec, info, batch, with_weights=False)
     results = model.evaluate(eval_ds, steps=steps, return_dict=True, verbose=0)
     eval_labels = collect_labels(eval_files, spec, info.feature_spec)
     heads = {}
     for h in spec.outputs:
-        y_train, y_eval = train_labels[h.name], eval_labels[h.name]
+        head_type = HEAD_TYPES[h.type]
         # Keras prefixes metric names with the head's name only when there are several heads.
         prefix = f"{h.name}_" if len(spec.outputs) > 1 else ""
         model_metrics = {m: float(results[prefix + m]) for m in h.metrics if prefix + m in results}
         model_metrics["loss"] = float(results.get(f"{h.name}_loss", results["loss"]))
-        if h.type == "regression":
-            mean = y_train.mean()
-            baseline = {
-                "mae": float(np.abs(y_eval - mean).mean()),
-                "rmse": float(np.sqrt(((y_eval - mean) ** 2).mean())),
-            }
-        elif h.type in ("binary", "multilabel"):
-            prior = np.clip(y_train.mean(axis=0), 1e-7, 1 - 1e-7)
-            bce = -(y_eval * np.log(prior) + (1 - y_eval) * np.log(1 - prior)).mean(axis=0)
-            bce = bce.sum()  # a multilabel head's loss is summed over its labels
-            baseline = {"loss": float(bce), "auc": 0.5}
-            if h.type == "binary":
-                rate = float(y_eval.mean()) if y_eval.size else 0.0
-                baseline.update(pr_auc=rate, accuracy=max(rate, 1 - rate))
-        else:
-            known = y_train[y_train >= 0]
-            counts = np.bincount(known, minlength=int(known.max()) + 1 if known.size else 1)
-            prior = np.clip(counts / max(counts.sum(), 1), 1e-7, 1)
-            y = y_eval[y_eval >= 0]
-            baseline = {
-                "accuracy": float((y == counts.argmax()).mean()) if y.size else 0.0,
-                "loss": float(-np.log(prior[np.minimum(y, len(prior) - 1)]).mean()),
-            }
-        heads[h.name] = {"type": h.type, "metrics": model_metrics, "baseline": baseline}
+        heads[h.name] = {
+            "type": h.type,
+            "metrics": model_metrics,
+            "baseline": head_type.trivial_baseline(train_labels[h.name], eval_labels[h.name]),
+            "higher_is_better": {m: head_type.higher_is_better(m) for m in model_metrics},
+        }
     return {
         "heads": heads,
         "val_loss": float(results["loss"]),

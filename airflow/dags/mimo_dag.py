@@ -19,7 +19,7 @@ import os
 import shlex
 
 from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1 before TensorFlow)
-from pipeline.airflow_dag import build_dag
+from pipeline.runners.airflow import build_dag
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -5,18 +5,20 @@ list; bag -> a [top_k + num_oov_buckets] vector of counts.
 """
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from preprocessing.base import (
     BYTES,
+    EMBEDDING_DIM,
+    MAX_LENGTH_DOC,
     Modality,
-    OptionError,
-    check_choice,
-    check_int,
+    build_vocabulary,
     dense_with_mask,
     embedding_dim,
     padded_ids,
+    vocabulary_options,
 )
+from preprocessing.options import Choice, Integer, Option, String
+from preprocessing.registry import MODALITIES
 
 
 def split_values(text: tf.Tensor, delimiter: str) -> tf.RaggedTensor:
@@ -27,55 +29,37 @@ def split_values(text: tf.Tensor, delimiter: str) -> tf.RaggedTensor:
 
 class MultiValue(Modality):
     name = "multi_value"
+    doc = "a delimited list of names: a vocabulary over the values, an embedding bag"
     schema_types = frozenset({BYTES})
-    defaults = {
-        "delimiter": ",",
-        "encoding": "sequence",
-        "top_k": 10000,
-        "frequency_threshold": 2,
-        "num_oov_buckets": 1,
-        "max_length": 16,
-        "embedding_dim": None,
-        "combiner": "mean",  # the tower's embedding bag: mean | sum
+    options = {
+        "delimiter": Option(",", "what separates the values in a cell", String()),
+        "encoding": Option(
+            "sequence",
+            "sequence: the max_length most frequent values as ids; bag: counts per value",
+            Choice(("sequence", "bag")),
+        ),
+        **vocabulary_options(top_k=10000, frequency_threshold=2),
+        "max_length": Option(16, f"values: {MAX_LENGTH_DOC}", Integer(1)),
+        "embedding_dim": EMBEDDING_DIM,
+        "combiner": Option("mean", "the tower's embedding bag", Choice(("mean", "sum"))),
     }
 
-    def validate(self, options):
-        errors = check_choice(options, "encoding", {"sequence", "bag"})
-        if not isinstance(options["delimiter"], str) or not options["delimiter"]:
-            errors.append(OptionError("delimiter", "must be a non-empty string"))
-        return (
-            errors
-            + check_int(options, "top_k", 1)
-            + check_int(options, "frequency_threshold", 1)
-            + check_int(options, "num_oov_buckets", 1)
-            + check_int(options, "max_length", 1)
-            + check_int(options, "embedding_dim", 1, allow_none=True)
-            + check_choice(options, "combiner", {"mean", "sum"})
-        )
-
-    def transform(self, x, name, options):
+    def transform(self, x, item):
+        options = item.options
         text, _ = dense_with_mask(x, "")
-        values = split_values(text, options["delimiter"])
-        vocab = tft.vocabulary(
-            values,
-            top_k=options["top_k"],
-            frequency_threshold=options["frequency_threshold"]
-            if options["frequency_threshold"] > 1
-            else None,
-            vocab_filename=name,
-        )
-        ids = tft.apply_vocabulary(values, vocab, num_oov_buckets=options["num_oov_buckets"])
+        ids = build_vocabulary(split_values(text, options["delimiter"]), item)
         if options["encoding"] == "bag":
             depth = options["top_k"] + options["num_oov_buckets"]
             counts = tf.reduce_sum(tf.one_hot(ids.to_tensor(default_value=-1), depth), axis=1)
-            return {name: counts}
-        return {name: padded_ids(ids, options["max_length"], keep_lowest=True)}
+            return {item.name: counts}
+        return {item.name: padded_ids(ids, options["max_length"], keep_lowest=True)}
 
-    def tower(self, inputs, name, options, info):
+    def tower(self, inputs, item, info):
         import tf_keras as keras
 
         from trainer.layers import CountFractions, MaskedPooling, Presence
 
+        name, options = item.name, item.options
         x = inputs[name]
         if options["encoding"] == "bag":  # counts: a linear embedding bag
             size = options["top_k"] + options["num_oov_buckets"]
@@ -94,4 +78,4 @@ class MultiValue(Modality):
         return tower, Presence("ids", name=f"{name}_present")(x)
 
 
-MODALITY = MultiValue()
+MODALITIES.register(MultiValue())

@@ -5,34 +5,30 @@ A missing or empty image becomes an all-zero image.
 
 import tensorflow as tf
 
-from preprocessing.base import BYTES, Modality, check_choice, check_int, dense_with_mask
+from preprocessing.base import BYTES, Modality, dense_with_mask
+from preprocessing.options import Choice, Integer, IntegerList, Option
+from preprocessing.registry import MODALITIES
 
 
 class Image(Modality):
     name = "image"
+    doc = "PNG/JPEG bytes: decoded, resized, scaled to [0, 1]; a small CNN"
     schema_types = frozenset({BYTES})
-    defaults = {
-        "height": 32,
-        "width": 32,
-        "channels": 3,
-        # The tower: one Conv2D + max-pool block per entry, then flatten (small maps) or global
-        # average pooling, then a dense layer of `units`.
-        "conv_filters": [16, 32],
-        "units": 64,
+    options = {
+        "height": Option(32, "pixels after resizing", Integer(1)),
+        "width": Option(32, "pixels after resizing", Integer(1)),
+        "channels": Option(3, "1: grey, 3: RGB", Choice((1, 3))),
+        "conv_filters": Option(
+            [16, 32],
+            "the tower: one Conv2D + max-pool block per entry (then flatten or global pooling)",
+            IntegerList(1),
+        ),
+        "units": Option(64, "the tower's dense layer after the convolutions", Integer(1)),
     }
 
-    def validate(self, options):
-        return (
-            check_int(options, "height", 1)
-            + check_int(options, "width", 1)
-            + check_choice(options, "channels", {1, 3})
-            + check_int(options, "units", 1)
-            + _check_filters(options)
-        )
-
-    def transform(self, x, name, options):
+    def transform(self, x, item):
         data, _ = dense_with_mask(x, "")
-        h, w, c = options["height"], options["width"], options["channels"]
+        h, w, c = (item.options[k] for k in ("height", "width", "channels"))
 
         def decode(blob):
             def real():
@@ -43,13 +39,14 @@ class Image(Modality):
             return tf.cond(tf.strings.length(blob) > 0, real, lambda: tf.zeros([h, w, c]))
 
         images = tf.map_fn(decode, data, fn_output_signature=tf.TensorSpec([h, w, c], tf.float32))
-        return {name: images}
+        return {item.name: images}
 
-    def tower(self, inputs, name, options, info):
+    def tower(self, inputs, item, info):
         import tf_keras as keras
 
         from trainer.layers import Presence
 
+        name, options = item.name, item.options
         x = inputs[name]
         for i, filters in enumerate(options["conv_filters"]):
             x = keras.layers.Conv2D(
@@ -67,17 +64,4 @@ class Image(Modality):
         return x, Presence("nonzero", name=f"{name}_present")(inputs[name])
 
 
-def _check_filters(options):
-    from preprocessing.base import OptionError
-
-    filters = options["conv_filters"]
-    if (
-        not isinstance(filters, list)
-        or not filters
-        or not all(isinstance(f, int) and f > 0 for f in filters)
-    ):
-        return [OptionError("conv_filters", "must be a non-empty list of positive integers")]
-    return []
-
-
-MODALITY = Image()
+MODALITIES.register(Image())

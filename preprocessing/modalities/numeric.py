@@ -3,31 +3,37 @@
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from preprocessing.base import FLOAT, INT, Modality, check_choice, check_int, dense_with_mask
+from preprocessing.base import FLOAT, INT, Modality, dense_with_mask
+from preprocessing.options import BOOLEAN, Choice, Integer, Option
+from preprocessing.registry import MODALITIES
 
 
 class Numeric(Modality):
     name = "numeric"
+    doc = "a number (int or float): scaled on the training split, missing values imputed"
     schema_types = frozenset({INT, FLOAT})
-    defaults = {
-        # zscore: (x - mean) / std.  log: log1p(max(x, 0)) then z-score (for counts, money).
-        # minmax: (x - min) / (max - min), in [0, 1] on the training data.
-        "scaling": "zscore",
-        # Emit `<name>_missing` (1.0 where the value was absent). The value itself is imputed
-        # with the training mean, which is 0 after z-scoring.
-        "missing_flag": True,
-        "units": 8,  # the tower: one dense layer over [value, missing flag]
+    options = {
+        "scaling": Option(
+            "zscore",
+            "zscore: (x - mean) / std; log: log1p(max(x, 0)) then z-score (counts, money); "
+            "minmax: into [0, 1] on the training data",
+            Choice(("zscore", "log", "minmax")),
+        ),
+        "missing_flag": Option(
+            True,
+            "also emit `<name>_missing` (1.0 where absent); the value is imputed with the mean",
+            BOOLEAN,
+        ),
+        "units": Option(
+            8, "the tower: one dense layer of this size over [value, flag]", Integer(1)
+        ),
     }
 
-    def validate(self, options):
-        errors = check_choice(options, "scaling", {"zscore", "log", "minmax"})
-        errors += check_choice(options, "missing_flag", {True, False})
-        return errors + check_int(options, "units", 1)
+    def output_names(self, item):
+        return [item.name, f"{item.name}_missing"] if item.options["missing_flag"] else [item.name]
 
-    def output_names(self, name, options):
-        return [name, f"{name}_missing"] if options["missing_flag"] else [name]
-
-    def transform(self, x, name, options):
+    def transform(self, x, item):
+        name, options = item.name, item.options
         values, present = dense_with_mask(x, 0)
         values = tf.cast(values, tf.float32)
         if options["scaling"] == "log":
@@ -48,11 +54,12 @@ class Numeric(Modality):
             out[f"{name}_missing"] = 1.0 - tf.cast(present, tf.float32)
         return out
 
-    def tower(self, inputs, name, options, info):
+    def tower(self, inputs, item, info):
         import tf_keras as keras
 
         from trainer.layers import Presence
 
+        name, options = item.name, item.options
         parts = [keras.layers.Reshape((1,), name=f"{name}_value")(inputs[name])]
         present = Presence("all", name=f"{name}_present")(inputs[name])
         if options["missing_flag"]:
@@ -64,4 +71,4 @@ class Numeric(Modality):
         return x, present
 
 
-MODALITY = Numeric()
+MODALITIES.register(Numeric())

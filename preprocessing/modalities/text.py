@@ -1,17 +1,20 @@
 """Free text: lower-cased, split into word tokens, a vocabulary with OOV, padded to max_length."""
 
 import tensorflow as tf
-import tensorflow_transform as tft
 
 from preprocessing.base import (
     BYTES,
+    EMBEDDING_DIM,
+    MAX_LENGTH_DOC,
     Modality,
-    check_choice,
-    check_int,
+    build_vocabulary,
     dense_with_mask,
     embedding_dim,
     padded_ids,
+    vocabulary_options,
 )
+from preprocessing.options import Choice, Integer, Option
+from preprocessing.registry import MODALITIES
 
 
 def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
@@ -23,45 +26,28 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
 
 class Text(Modality):
     name = "text"
+    doc = "free text: word tokens, a vocabulary, an embedding and a sequence encoder"
     schema_types = frozenset({BYTES})
-    defaults = {
-        "top_k": 20000,
-        "frequency_threshold": 2,
-        "num_oov_buckets": 1,
-        "max_length": 32,  # tokens kept per example; shorter texts are padded with id 0
-        "embedding_dim": None,
-        "encoder": "pooling",  # the tower's sequence encoder: pooling | conv1d | lstm
+    options = {
+        **vocabulary_options(top_k=20000, frequency_threshold=2),
+        "max_length": Option(32, f"tokens: {MAX_LENGTH_DOC}", Integer(1)),
+        "embedding_dim": EMBEDDING_DIM,
+        "encoder": Option(
+            "pooling", "the tower's sequence encoder", Choice(("pooling", "conv1d", "lstm"))
+        ),
     }
 
-    def validate(self, options):
-        return (
-            check_int(options, "top_k", 1)
-            + check_int(options, "frequency_threshold", 1)
-            + check_int(options, "num_oov_buckets", 1)
-            + check_int(options, "max_length", 1)
-            + check_int(options, "embedding_dim", 1, allow_none=True)
-            + check_choice(options, "encoder", {"pooling", "conv1d", "lstm"})
-        )
-
-    def transform(self, x, name, options):
+    def transform(self, x, item):
         text, _ = dense_with_mask(x, "")
-        tokens = tokenize(text)
-        vocab = tft.vocabulary(
-            tokens,
-            top_k=options["top_k"],
-            frequency_threshold=options["frequency_threshold"]
-            if options["frequency_threshold"] > 1
-            else None,
-            vocab_filename=name,
-        )
-        ids = tft.apply_vocabulary(tokens, vocab, num_oov_buckets=options["num_oov_buckets"])
-        return {name: padded_ids(ids, options["max_length"], keep_lowest=False)}
+        ids = build_vocabulary(tokenize(text), item)
+        return {item.name: padded_ids(ids, item.options["max_length"], keep_lowest=False)}
 
-    def tower(self, inputs, name, options, info):
+    def tower(self, inputs, item, info):
         import tf_keras as keras
 
         from trainer.layers import MaskedPooling, Presence
 
+        name, options = item.name, item.options
         ids = inputs[name]
         size = info.vocab_size(name) + options["num_oov_buckets"] + 1  # + padding id 0
         dim = embedding_dim(options, size)
@@ -79,4 +65,4 @@ class Text(Modality):
         return x, Presence("ids", name=f"{name}_present")(ids)
 
 
-MODALITY = Text()
+MODALITIES.register(Text())

@@ -1,0 +1,21 @@
+"""Names of artifact custom properties the pipeline writes and reads (as TFX's own
+`components/evaluator/constants.py` names the Evaluator's)."""
+
+# ModelBlessing (set by TFX's Evaluator)
+BLESSED = "blessed"  # 1 when every gate passed
+BASELINE_MODEL = "baseline_model"  # the URI of the model the candidate was compared with
+
+# PushedModel (set by the RegistryPusher)
+PUSHED = "pushed"  # 1 when this run published a new version
+PUSHED_VERSION = "pushed_version"  # the registry version (new, or the one it already was)
+PUSHED_DESTINATION = "pushed_destination"  # the version's directory
+MLFLOW_VERSION = "mlflow_version"  # the MLflow model version, when registered there
+PUSHED_FILE = "pushed.json"  # the same facts as a file in the artifact
+
+# Examples (set by ExampleGen)
+SPAN = "span"
+VERSION = "version"
+INPUT_FINGERPRINT = "input_fingerprint"
+
+# Trainer: the training report (per-head metrics next to trivial baselines) in its model_run
+TRAINING_REPORT_FILE = "metrics.json"

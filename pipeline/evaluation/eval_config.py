@@ -1,0 +1,103 @@
+"""The Evaluator's EvalConfig, generated from the spec: never written by hand per dataset.
+
+One ModelSpec: serving_default predictions (a dict keyed by head), labels per head from the
+model's `transform_features` signature. Each head's MetricsSpecs come from its head type's metric
+table (every spec with `output_names=[head]`); the head's gates become value and change
+thresholds on the overall slice. Slices: overall plus every slice the spec declares (the
+`slice_<name>` features Transform makes).
+"""
+
+from __future__ import annotations
+
+import json
+
+import tensorflow_model_analysis as tfma
+
+from pipeline.spec import Gate, OutputSpec, Spec, SpecError
+from preprocessing.heads.base import label_name
+from preprocessing.transform import slice_name
+
+
+def _threshold(gate: Gate, higher: bool) -> tfma.MetricThreshold:
+    threshold = tfma.MetricThreshold()
+    if gate.min is not None or gate.max is not None:
+        bounds = {}
+        if gate.min is not None:
+            bounds["lower_bound"] = {"value": gate.min}
+        if gate.max is not None:
+            bounds["upper_bound"] = {"value": gate.max}
+        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(**bounds))
+    if gate.max_regression is not None:
+        direction = (
+            tfma.MetricDirection.HIGHER_IS_BETTER
+            if higher
+            else tfma.MetricDirection.LOWER_IS_BETTER
+        )
+        # Worse than the baseline by more than max_regression fails.
+        bound = -gate.max_regression if higher else gate.max_regression
+        threshold.change_threshold.CopyFrom(
+            tfma.GenericChangeThreshold(direction=direction, absolute={"value": bound})
+        )
+    return threshold
+
+
+def _merged(metric: str, gates: list[Gate]) -> Gate:
+    """Every gate on one metric as one (the first given value of each bound)."""
+    return Gate(
+        metric,
+        *(
+            next((getattr(g, b) for g in gates if getattr(g, b) is not None), None)
+            for b in ("min", "max", "max_regression")
+        ),
+    )
+
+
+def metrics_specs(head: OutputSpec) -> list[tfma.MetricsSpec]:
+    head_type = head.head_type
+    gates: dict[str, list[Gate]] = {}
+    for gate in head.gates:
+        gates.setdefault(gate.metric, []).append(gate)
+    configs = []
+    for name in head.metrics:
+        metric = head_type.metric_table[name]
+        options = metric.tfma_config(head) if metric.tfma_config else {}
+        config = tfma.MetricConfig(
+            class_name=metric.tfma_class,
+            module=metric.tfma_module,
+            config=json.dumps(options) if options else "",
+        )
+        if name in gates:
+            # Gates judge the overall slice; per-slice values are reported, not gated.
+            config.per_slice_thresholds.add(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=_threshold(_merged(name, gates[name]), metric.higher_is_better),
+            )
+        configs.append(config)
+    extras = [tfma.MetricConfig(class_name=name) for name in head_type.tfma_extras]
+    return head_type.tfma_metrics_specs(head, configs, extras)
+
+
+def build_eval_config(spec: Spec) -> tfma.EvalConfig:
+    if not any(o.gates for o in spec.outputs):
+        raise SpecError(
+            spec.source,
+            [
+                (
+                    "outputs",
+                    "no head has gates: the Evaluator blesses no "
+                    "model without thresholds; give at least one",
+                )
+            ],
+        )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name="serving_default",
+                label_keys={o.name: label_name(o.name) for o in spec.outputs},
+                preprocessing_function_names=["transform_features"],
+            )
+        ],
+        metrics_specs=[s for head in spec.outputs for s in metrics_specs(head)],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[slice_name(s.name)]) for s in spec.slices],
+    )

@@ -1,0 +1,156 @@
+"""Readable summaries of a run: its artifacts, the training report, the evaluation table, the
+blessing decision, the push; and the registry's versions and model cards."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pipeline import constants
+from pipeline.evaluation.summary import MIN_SLICE_EXAMPLES, EvaluationSummary, fmt
+from pipeline.spec import Spec
+
+# (component, output key, label) of the artifacts a run prints.
+SHOWN_ARTIFACTS = [
+    ("CsvExampleGen", "examples", "examples"),
+    ("ImportExampleGen", "examples", "examples"),
+    ("StatisticsGen", "statistics", "statistics"),
+    ("SchemaGen", "schema", "schema"),
+    ("ImportSchemaGen", "schema", "schema (user-curated)"),
+    ("ExampleValidator", "anomalies", "anomalies"),
+    ("Transform", "transformed_examples", "transformed examples"),
+    ("Transform", "transform_graph", "transform graph"),
+    ("Transform", "post_transform_stats", "post-transform statistics"),
+    ("Trainer", "model", "model (SavedModel)"),
+    ("Trainer", "model_run", "training logs (TensorBoard)"),
+]
+
+
+def print_run(spec: Spec, outputs: dict, metadata_path: str) -> None:
+    """Everything a finished run has to say: artifacts, training report, evaluation, push."""
+    print("\nArtifacts of this run:")
+    for component, key, label in SHOWN_ARTIFACTS:
+        for artifact in outputs.get(component, {}).get(key, []):
+            print(f"  {label:28s} {artifact.uri}")
+    print(f"  {'ML Metadata':28s} {metadata_path}")
+    for artifact in outputs.get("Trainer", {}).get("model_run", []):
+        print_training_report(artifact.uri)
+    evaluator = outputs.get("Evaluator", {})
+    if not evaluator.get("evaluation"):
+        return
+    blessing = evaluator["blessing"][0]
+    blessed = blessing.custom_properties[constants.BLESSED].int_value == 1
+    print_evaluation(spec, EvaluationSummary.from_tfma(evaluator["evaluation"][0].uri), blessed)
+    print_push(outputs.get("RegistryPusher", {}).get("pushed_model", []))
+
+
+def print_push(pushed: list) -> None:
+    props = pushed[0].custom_properties if pushed else {}
+    if props and props[constants.PUSHED].int_value == 1:
+        print(
+            f"Pushed version {props[constants.PUSHED_VERSION].int_value}: "
+            f"{props[constants.PUSHED_DESTINATION].string_value}"
+        )
+        if constants.MLFLOW_VERSION in props:
+            print(f"Registered in MLflow as version {props[constants.MLFLOW_VERSION].string_value}")
+    elif props and constants.PUSHED_VERSION in props:
+        print(
+            f"Nothing pushed: this model is already version "
+            f"{props[constants.PUSHED_VERSION].int_value}"
+            f" ({props[constants.PUSHED_DESTINATION].string_value})."
+        )
+    else:
+        print("Nothing pushed: the registry is as it was.")
+
+
+def load_training_report(model_run_uri: str) -> dict | None:
+    path = os.path.join(model_run_uri, constants.TRAINING_REPORT_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def print_training_report(model_run_uri: str) -> None:
+    """Per-head validation metrics next to what a trivial predictor scores."""
+    report = load_training_report(model_run_uri)
+    if report is None:
+        return
+    print(
+        f"\nValidation metrics ({report['eval_examples']} eval examples; best of "
+        f"{report['epochs_run']} epochs: {report['best_epoch']}; {report['strategy']} x"
+        f"{report['replicas']}, batch {report['global_batch_size']}):"
+    )
+    print(f"  {'head':12s} {'metric':16s} {'model':>10s} {'trivial':>10s}  better?")
+    for head, h in report["heads"].items():
+        for metric, value in h["metrics"].items():
+            base = h["baseline"].get(metric)
+            if base is None:
+                print(f"  {head:12s} {metric:16s} {value:10.4f} {'':>10s}")
+                continue
+            higher = h["higher_is_better"].get(metric, metric != "loss")
+            better = value > base if higher else value < base
+            print(
+                f"  {head:12s} {metric:16s} {value:10.4f} {base:10.4f}  "
+                f"{'yes' if better else 'NO'}"
+            )
+
+
+def print_evaluation(spec: Spec, summary: EvaluationSummary, blessed: bool) -> None:
+    print("\nEvaluation (eval split; gates from the spec):")
+    print(
+        f"  {'head':10s} {'metric':15s} {'value':>9s} {'baseline':>9s}  "
+        f"{'threshold':44s} result"
+    )
+    rows = summary.gate_rows(spec)
+    for r in rows:
+        print(
+            f"  {r.head:10s} {r.metric:15s} {fmt(r.value):>9s} "
+            f"{fmt(r.baseline):>9s}  {r.threshold:44s} "
+            f"{'pass' if r.passed else 'FAIL'}"
+        )
+    weakest = summary.weakest_slices(spec)
+    if weakest:
+        print(f"\nWeakest slices (at least {MIN_SLICE_EXAMPLES} examples):")
+        for w in weakest:
+            print(
+                f"  {w.head:10s} {w.metric:15s} {w.slice:28s} {w.value:.4f} "
+                f"(overall {fmt(w.overall)}, {w.examples} examples)"
+            )
+    if blessed:
+        print("\nBlessed: every head passed its gates.")
+    else:
+        print("\nNOT blessed; failing:")
+        for r in rows:
+            if not r.passed:
+                print(f"  - {r.head} {r.metric} = {fmt(r.value)}: {r.why}")
+
+
+def headline(card: dict) -> str:
+    """A registry version's headline: each head's first gated metric, overall."""
+    spec = Spec.from_dict(card["spec"])
+    return EvaluationSummary.from_dict(card.get("evaluation", {})).headline(spec)
+
+
+def print_models(registry, name: str) -> None:
+    versions = registry.versions(name)
+    if not versions:
+        print(f"{name}: no version in {registry.root}")
+        return
+    print(f"{name} in {registry.root} (TF Serving serves the highest: {versions[-1]})")
+    print(f"  {'ver':>3s}  {'published':20s}  {'vs':>3s}  headline metrics (eval split)")
+    for v in versions:
+        card = registry.card(name, v)
+        extra = f"  (rollback of {card['rollback_of']})" if card.get("rollback_of") else ""
+        baseline = card.get("baseline", {}).get("version")
+        print(
+            f"  {v:3d}  {card.get('published_at', '?'):20s}  {baseline or '-':>3}  "
+            f"{headline(card)}{extra}"
+        )
+
+
+def print_card(registry, name: str, version: int) -> None:
+    card = registry.card(name, version)
+    card = {k: v for k, v in card.items() if k != "spec"}
+    print(json.dumps(card, indent=2, sort_keys=True))
+    print(f"\n(files: {os.path.join(registry.path(name, version))})")

@@ -1,0 +1,187 @@
+"""What a head type is: everything about one kind of output, owned in one place.
+
+A head type declares its options, transforms its label, checks its label column for the data
+gate, learns what it needs from the training labels (a scale, class priors), builds its output
+layer, loss and Keras metrics, names what it serves, and keeps **one metric table**: for each
+metric a spec may name, the Keras metric, the TFMA metric and its result key, which direction
+is better and what a trivial predictor scores. The trainer, the Evaluator's configuration, the
+reports and the bench read that table; none of them knows head types by name.
+
+Labels are transformed per head into `<head>_label`. Every hook receives the head's
+`OutputSpec` (`head.name`, `head.column`, `head.options`, `head.metrics`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import tensorflow as tf
+
+from preprocessing.base import BYTES, FLOAT, INT
+from preprocessing.options import Configurable
+
+
+def label_name(head: str) -> str:
+    return f"{head}_label"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of a head type's metric table."""
+
+    name: str  # as the spec names it (`metrics:`, `gates:`)
+    keras: Callable[[Any, Any], Any]  # (head, info) -> a tf_keras metric named `name`
+    tfma_class: str  # the TFMA metric class
+    tfma_key: str  # the metric's name in TFMA's results
+    higher_is_better: bool
+    # (y_train, y_eval) -> what a trivial predictor scores on the eval labels; None: not defined
+    trivial: Callable[[np.ndarray, np.ndarray], float] | None = None
+    tfma_module: str = ""  # the module defining tfma_class, when it is not TFMA's own
+    tfma_config: Callable[[Any], dict] | None = None  # head -> the metric's TFMA config
+
+
+class HeadType(Configurable):
+    kind = "head type"
+    losses: ClassVar[tuple[str, ...]]  # the first is the default
+    metric_table: ClassVar[dict[str, Metric]]
+    primary: ClassVar[str]  # the metric that says how good the head is, in one number
+    schema_types: ClassVar[frozenset[str]] = frozenset({INT, FLOAT, BYTES})
+    accepts_class_weights: ClassVar[bool] = False
+    empty_label_ok: ClassVar[bool] = False  # an empty cell is a valid label (an empty set)
+    # TFMA metrics reported for every head of the type, never gated.
+    tfma_extras: ClassVar[tuple[str, ...]] = ("ExampleCount",)
+    activation: ClassVar[str | None] = None
+
+    @property
+    def default_loss(self) -> str:
+        return self.losses[0]
+
+    def default_metrics(self, options: dict) -> tuple[str, ...]:
+        """The metrics a head gets when the spec lists none."""
+        return tuple(self.metric_table)
+
+    def metric_problem(self, metric: str, options: dict) -> str | None:
+        """Why `metric` cannot be computed for a head with these options (None: it can)."""
+        return None
+
+    # -- data -----------------------------------------------------------------------------------
+    def transform_label(self, x, head) -> tf.Tensor:
+        raise NotImplementedError
+
+    def label_checks(self, head, column_type: str, column_stats: dict) -> list[str]:
+        """Problems of the label column for the data gate (one line each, no location).
+
+        `column_type` is the schema's (INT, FLOAT, BYTES); `column_stats` maps split name to
+        TFDV's FeatureNameStatistics of the column."""
+        return []
+
+    def label_stats(self, y: np.ndarray, head, info) -> dict:
+        """What the model needs from the training labels (here: the class priors, if any)."""
+        return {}
+
+    # -- the model side -------------------------------------------------------------------------
+    def num_units(self, head, info) -> int:
+        return 1
+
+    def build_output(self, x, head, info):
+        """The head's output layer, named after the head, computed in float32.
+
+        Its bias starts at the training prior (log-odds, or log-frequencies for softmax), so the
+        head predicts the base rate from the first step instead of learning it first.
+        """
+        import tf_keras as keras
+
+        prior = info.head_stats.get(head.name, {}).get("prior")
+        bias = "zeros"
+        if prior is not None:
+            prior = np.atleast_1d(prior)
+            start = np.log(prior) if self.activation == "softmax" else np.log(prior / (1 - prior))
+            bias = keras.initializers.Constant(start.astype("float32"))
+        return keras.layers.Dense(
+            self.num_units(head, info),
+            activation=self.activation,
+            bias_initializer=bias,
+            dtype="float32",
+            name=head.name,
+        )(x)
+
+    def keras_label(self, label: tf.Tensor) -> tf.Tensor:
+        """The transformed label as the loss wants it."""
+        return label
+
+    def keras_loss(self, head, info):
+        raise NotImplementedError
+
+    def keras_metrics(self, head, info) -> list:
+        return [self.metric_table[m].keras(head, info) for m in head.metrics]
+
+    def label_weight(self, label: tf.Tensor, head, info) -> tf.Tensor | None:
+        """Per-example weight from the head's class_weights (None: every example weighs 1)."""
+        return None
+
+    def serving_outputs(self, head, prediction, info) -> dict:
+        """Every output of serving_default for this head (its prediction under its own name)."""
+        return {head.name: prediction}
+
+    # -- what a trivial predictor scores (the training report's yardstick) ----------------------
+    def trivial_loss(self, y_train: np.ndarray, y_eval: np.ndarray) -> float | None:
+        return None
+
+    def trivial_baseline(self, y_train: np.ndarray, y_eval: np.ndarray) -> dict:
+        """{metric: value} of a trivial predictor on the eval labels, "loss" included."""
+        out = {}
+        loss = self.trivial_loss(y_train, y_eval)
+        if loss is not None:
+            out["loss"] = float(loss)
+        for name, metric in self.metric_table.items():
+            if metric.trivial is not None:
+                out[name] = float(metric.trivial(y_train, y_eval))
+        return out
+
+    # -- evaluation (TFMA) ----------------------------------------------------------------------
+    def higher_is_better(self, metric: str) -> bool:
+        return metric != "loss" and self.metric_table[metric].higher_is_better
+
+    def summary_key(self, metric: str) -> str:
+        """The key of `metric`'s overall value in an evaluation summary (what gates judge)."""
+        return self.metric_table[metric].tfma_key
+
+    def tfma_metrics_specs(self, head, configs: list, extras: list) -> list:
+        """The head's MetricsSpecs from its metric configs (thresholds set) and the extras."""
+        import tensorflow_model_analysis as tfma
+
+        return [tfma.MetricsSpec(output_names=[head.name], metrics=configs + extras)]
+
+
+# -- helpers shared by the classifier head types ------------------------------------------------
+def class_index(values: tf.Tensor, classes: list) -> tf.Tensor:
+    """[n] strings -> [n] int64 positions in `classes`, -1 where absent (no lookup table)."""
+    keys = tf.constant([str(c) for c in classes])
+    match = tf.equal(values[:, None], keys[None, :])
+    index = tf.argmax(tf.cast(match, tf.int32), axis=1)
+    return tf.where(tf.reduce_any(match, axis=1), index, tf.constant(-1, tf.int64))
+
+
+def clipped_prior(y: np.ndarray) -> np.ndarray:
+    """The training frequency of 1 per column, kept away from 0 and 1."""
+    return np.clip(y.astype(np.float64).mean(axis=0), 1e-4, 1 - 1e-4)
+
+
+def prior_log_loss(y_train: np.ndarray, y_eval: np.ndarray) -> float:
+    """Binary cross-entropy of predicting the training prior, summed over label columns."""
+    prior = np.clip(y_train.mean(axis=0), 1e-7, 1 - 1e-7)
+    bce = -(y_eval * np.log(prior) + (1 - y_eval) * np.log(1 - prior)).mean(axis=0)
+    return float(np.sum(bce))
+
+
+def unique_count(column_stats: dict) -> int | None:
+    """The most distinct values TFDV saw in a string column over the splits (None: unknown)."""
+    counts = [
+        s.string_stats.unique
+        for s in column_stats.values()
+        if s.WhichOneof("stats") == "string_stats"
+    ]
+    return max(counts) if counts else None

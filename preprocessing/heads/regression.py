@@ -1,0 +1,91 @@
+"""Regression heads: a number, learnt as a z-score and predicted in label units."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from preprocessing.base import FLOAT, INT, dense_with_mask
+from preprocessing.heads.base import HeadType, Metric
+from preprocessing.registry import HEAD_TYPES
+
+
+def _keras(cls_name: str, name: str):
+    def build(head, info):
+        import tf_keras as keras
+
+        return getattr(keras.metrics, cls_name)(name=name)
+
+    return build
+
+
+class Regression(HeadType):
+    name = "regression"
+    doc = "a number (float label); the loss is computed on standardized values"
+    losses = ("mse", "huber", "mae")
+    schema_types = frozenset({INT, FLOAT})
+    primary = "mae"
+    metric_table = {
+        "mae": Metric(
+            "mae",
+            _keras("MeanAbsoluteError", "mae"),
+            "MeanAbsoluteError",
+            "mean_absolute_error",
+            higher_is_better=False,
+            trivial=lambda y_train, y_eval: np.abs(y_eval - y_train.mean()).mean(),
+        ),
+        "rmse": Metric(
+            "rmse",
+            _keras("RootMeanSquaredError", "rmse"),
+            "RootMeanSquaredError",
+            "root_mean_squared_error",
+            higher_is_better=False,
+            trivial=lambda y_train, y_eval: np.sqrt(((y_eval - y_train.mean()) ** 2).mean()),
+        ),
+    }
+    tfma_extras = ("MeanLabel", "MeanPrediction", "Calibration", "ExampleCount")
+
+    def transform_label(self, x, head):
+        values, _ = dense_with_mask(x, 0)
+        return tf.cast(values, tf.float32)
+
+    def label_stats(self, y, head, info):
+        """The training labels' mean and standard deviation (1 when constant)."""
+        v = y.astype(np.float64)
+        mean = float(v.mean()) if v.size else 0.0
+        std = float(v.std()) if v.size and v.std() > 0 else 1.0
+        return {"mean": mean, "std": std}
+
+    def build_output(self, x, head, info):
+        """Learns z-scores, predicts in label units (mean/std of the training labels)."""
+        import tf_keras as keras
+
+        from trainer.layers import Rescale
+
+        stats = info.head_stats[head.name]
+        z = keras.layers.Dense(1, dtype="float32", name=f"{head.name}_z")(x)
+        return Rescale(stats["mean"], stats["std"], dtype="float32", name=head.name)(z)
+
+    def keras_label(self, label):
+        return label[:, None]
+
+    def keras_loss(self, head, info):
+        """The loss on standardized values, so its scale is comparable with other heads'."""
+        import tf_keras as keras
+
+        stats = info.head_stats[head.name]
+        mean, std = stats["mean"], stats["std"]
+        base = {
+            "mse": keras.losses.mean_squared_error,
+            "mae": keras.losses.mean_absolute_error,
+            "huber": keras.losses.huber,
+        }[head.loss]
+
+        def standardized_loss(y_true, y_pred):
+            return base((y_true - mean) / std, (y_pred - mean) / std)
+
+        standardized_loss.__name__ = f"standardized_{head.loss}"
+        return standardized_loss
+
+
+HEAD_TYPES.register(Regression())

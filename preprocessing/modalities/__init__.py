@@ -1,0 +1,1 @@
+"""One module per input modality; each registers its `Modality` with `MODALITIES.register`."""
