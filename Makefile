@@ -12,13 +12,17 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-airflow bench lint format setup data clean
+.PHONY: run test test-fast test-airflow bench lint format setup data clean
 
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the whole-pipeline runs (e2e): the unit and component tests, in a few minutes.
+test-fast: lint
+	$(PY) -m pytest -m "not e2e and not airflow_run" $(PYTEST_ARGS)
 
 # A full Airflow run (dag.test()) of the fixture pipeline; `make test` only loads the DAG.
 test-airflow: $(STAMP)

@@ -381,6 +381,12 @@ def bench_serving(inputs) -> dict:
 
 
 # -- 5. one multi-output model vs one single-head model per head ----------------------------------
+def primary_metric(head) -> tuple[str, str]:
+    """(metric, "higher" | "lower"): the head type's one number for how good a head is."""
+    metric = head.head_type.primary
+    return metric, "higher" if head.head_type.higher_is_better(metric) else "lower"
+
+
 # The multilabel heads' loss weight, swept: how the heads trade quality for one another.
 MULTILABEL_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 
@@ -406,8 +412,7 @@ def bench_multitask(inputs) -> dict:
     def compare(report, seconds) -> dict:
         heads = {}
         for head in spec.outputs:
-            metric = head.head_type.primary
-            direction = "higher" if head.head_type.higher_is_better(metric) else "lower"
+            metric, direction = primary_metric(head)
             m = report["heads"][head.name]["metrics"][metric]
             single_report, single_seconds = singles[head.name]
             s = single_report["heads"][head.name]["metrics"][metric]

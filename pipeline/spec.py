@@ -27,6 +27,7 @@ from preprocessing import HEAD_TYPES, MODALITIES
 from preprocessing.heads.base import label_name
 from preprocessing.options import (
     BOOLEAN,
+    Anything,
     Check,
     Choice,
     Date,
@@ -176,12 +177,20 @@ SCHEDULE_OPTIONS = {
 }
 # Keys every head takes besides its type's own options.
 HEAD_OPTIONS = {
-    "column": Option(None, "the label column (default: the head's name)"),
-    "loss": Option(None, "one of the head type's losses (default: its first)"),
+    "column": Option(None, "the label column (default: the head's name)", Anything("string")),
+    "loss": Option(None, "default: the head type's first", Anything("one of the type's losses")),
     "loss_weight": Option(1.0, "the head's weight in the summed loss", Number(0)),
-    "metrics": Option(None, "metrics to report (default: the head type's)"),
-    "class_weights": Option(None, "{class: weight}: weighs the loss (binary, multiclass)"),
-    "gates": Option([], "blessing conditions: [{metric, min, max, max_regression}]"),
+    "metrics": Option(
+        None, "metrics to report (default: the head type's)", Anything("list of the type's metrics")
+    ),
+    "class_weights": Option(
+        None, "weighs the loss per class (binary, multiclass)", Anything("{class: weight}")
+    ),
+    "gates": Option(
+        [],
+        "blessing conditions, on the overall slice",
+        Anything("[{metric, min, max, max_regression}]"),
+    ),
     "hidden_units": Option(0, "a hidden layer of the head's own (0: reads the trunk)", Integer(0)),
 }
 TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}

@@ -57,7 +57,9 @@ def vocabulary_options(top_k: int, frequency_threshold: int) -> dict[str, Option
     return {
         "top_k": Option(top_k, "keep the most frequent values (the vocabulary's size)", Integer(1)),
         "frequency_threshold": Option(
-            frequency_threshold, "... seen at least this often in the training split", Integer(1)
+            frequency_threshold,
+            "a value enters the vocabulary when seen this often in the training split",
+            Integer(1),
         ),
         "num_oov_buckets": Option(
             1, "unseen (and missing) values hash into this many extra ids", Integer(1)

@@ -119,7 +119,7 @@ class Choice(Check):
         return {"enum": list(self.choices)}
 
     def describe(self):
-        return " | ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
+        return ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in self.choices)
 
 
 BOOLEAN = Choice((True, False), "must be true or false")
@@ -150,7 +150,8 @@ class NameList(Check):
 
     def error(self, value):
         if not isinstance(value, list) or len(value) < self.min_items:
-            return f"must be a list of at least {self.min_items} {self.what}s"
+            count = {1: "one", 2: "two"}.get(self.min_items, str(self.min_items))
+            return f"must be a list of at least {count} {self.what}s"
         names = [str(v) for v in value]
         if len(set(names)) != len(names):
             return f"lists a {self.what} twice"
@@ -228,6 +229,10 @@ class Nullable(Check):
 
 @dataclass(frozen=True)
 class Anything(Check):
+    """No check of its own (the owner checks the value); `what` documents what it takes."""
+
+    what: str = "any"
+
     def error(self, value):
         return None
 
@@ -235,7 +240,7 @@ class Anything(Check):
         return {}
 
     def describe(self):
-        return "any"
+        return self.what
 
 
 @dataclass(frozen=True)
@@ -283,7 +288,7 @@ def options_table(declared: dict[str, Option]) -> list[tuple[str, str, str, str]
     for name, option in declared.items():
         default = option.default
         shown = (
-            "-"
+            "null"
             if default is None
             else str(default).lower()
             if isinstance(default, bool)

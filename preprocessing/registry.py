@@ -46,8 +46,9 @@ class Registry(Mapping, Generic[T]):
         return self._items[name]
 
     def __iter__(self) -> Iterator[str]:
+        """Names in sorted order, whatever order the modules registered in."""
         self._discover()
-        return iter(self._items)
+        return iter(sorted(self._items))
 
     def __len__(self) -> int:
         self._discover()

@@ -49,7 +49,7 @@ class Multiclass(HeadType):
         "classes": Option(
             None,
             "the class list, in output order; null: the training split's label vocabulary",
-            Nullable(NameList(2, "class")),
+            Nullable(NameList(2, "class name")),
         ),
         "top_k": Option(1000, "without `classes`: keep the most frequent classes", Integer(2)),
         "k": Option(

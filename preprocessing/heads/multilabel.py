@@ -23,6 +23,16 @@ from preprocessing.registry import HEAD_TYPES
 TFMA_MODULE = "pipeline.evaluation.multilabel_metrics"
 
 
+def _constant_auc(y_eval) -> float:
+    """What Keras' multi-label AUC gives a constant predictor: 0.5 for a label with positives and
+    negatives in the eval split, 0 for a label with only one of them; averaged over labels."""
+    if not y_eval.size:
+        return 0.0
+    positives = y_eval.sum(axis=0)
+    both = (positives > 0) & (positives < y_eval.shape[0])
+    return float(0.5 * both.mean())
+
+
 def _auc(head, info):
     import tf_keras as keras
 
@@ -50,7 +60,9 @@ class Multilabel(HeadType):
     activation = "sigmoid"
     options = {
         "delimiter": Option(",", "what separates the labels in a cell", String()),
-        "classes": Option(None, "the label set, in output order", Nullable(NameList(2, "class"))),
+        "classes": Option(
+            None, "the label set, in output order", Nullable(NameList(2, "class name"))
+        ),
         "max_classes": Option(
             None,
             "without `classes`: the size of the vector (the most frequent training labels)",
@@ -64,7 +76,7 @@ class Multilabel(HeadType):
             "MultilabelAUC",
             "auc",
             True,
-            trivial=lambda y_train, y_eval: 0.5,
+            trivial=lambda y_train, y_eval: _constant_auc(y_eval),
             tfma_module=TFMA_MODULE,
         ),
         "precision": Metric(

@@ -20,7 +20,7 @@ from conftest import (
 )
 from tft_harness import run_transform, write_transformed
 
-from pipeline.spec import OutputSpec, Spec, load_spec
+from pipeline.spec import Spec, load_spec
 from trainer.data import collect_labels, make_dataset
 from trainer.model import FeatureInfo, build_model, compile_model
 from trainer.train import train
@@ -233,7 +233,12 @@ def test_head_hidden_layer(movies):
     model = build_model(spec, movies.info)
     assert "genre_hidden" in layer_names(model)
     assert model.get_layer("genre_hidden").units == 16
-    assert isinstance(spec.outputs[2], OutputSpec)
+    # The genre head reads its own hidden layer, which reads the trunk; the other heads the trunk.
+    trunk = model.get_layer(f"trunk_dropout_{len(spec.model['trunk_units']) - 1}").output
+    assert model.get_layer("genre").input is model.get_layer("genre_hidden").output
+    assert model.get_layer("genre_hidden").input is trunk
+    assert model.get_layer("oscar").input is trunk
+    assert "meter_hidden" not in layer_names(model) and "oscar_hidden" not in layer_names(model)
 
 
 def test_classifier_biases_start_at_the_training_prior(movies):

@@ -8,19 +8,9 @@ import sys
 
 import pytest
 from conftest import REPO
+from helpers import fake_saved_model
 
 from components.registry import Registry, RegistryError
-
-
-def fake_saved_model(path, payload=b"x" * 1000, files=5):
-    """A directory shaped like a SavedModel (the registry copies files, it does not load them)."""
-    os.makedirs(os.path.join(path, "variables"), exist_ok=True)
-    with open(os.path.join(path, "saved_model.pb"), "wb") as f:
-        f.write(payload)
-    for i in range(files):
-        with open(os.path.join(path, "variables", f"part-{i}"), "wb") as f:
-            f.write(payload)
-    return str(path)
 
 
 def test_versions_are_consecutive_integers_with_cards(tmp_path):

@@ -8,7 +8,7 @@ import time
 import urllib.request
 
 import pytest
-from test_registry import fake_saved_model
+from helpers import fake_saved_model
 
 from components.pusher import push_to_mlflow
 

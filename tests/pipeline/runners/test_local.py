@@ -25,6 +25,9 @@ from pipeline.runners.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
+# Whole pipeline runs: skipped by `make test-fast`.
+pytestmark = pytest.mark.e2e
+
 COMPONENTS = [
     "CsvExampleGen",
     "StatisticsGen",
@@ -225,12 +228,40 @@ def test_exported_model_serves_every_head_from_raw_examples(movies_run):
 
 
 def test_training_report_beats_trivial_baselines_on_fixture(movies_run):
-    _, _, outputs = movies_run
+    spec, _, outputs = movies_run
     report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     assert set(report["heads"]) == {"meter", "oscar", "genre"}
-    for head in report["heads"].values():
-        assert all(np.isfinite(v) for v in head["metrics"].values())
-    assert report["heads"]["oscar"]["metrics"]["auc"] > 0.5
+    # The baselines are the trivial predictors, recomputed here from the transformed labels.
+    uri = outputs["Transform"]["transformed_examples"][0].uri
+    labels = {}
+    for split in ("train", "eval"):
+        files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
+        spec_ = {
+            "meter_label": tf.io.FixedLenFeature([], tf.float32),
+            "oscar_label": tf.io.FixedLenFeature([], tf.float32),
+        }
+        data = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1000)
+        batch = next(iter(data.map(lambda x, s=spec_: tf.io.parse_example(x, s))))
+        labels[split] = {k: v.numpy() for k, v in batch.items()}
+    meter_train, meter_eval = labels["train"]["meter_label"], labels["eval"]["meter_label"]
+    meter = report["heads"]["meter"]
+    assert meter["baseline"]["mae"] == pytest.approx(
+        np.abs(meter_eval - meter_train.mean()).mean(), rel=1e-5
+    )
+    oscar_rate = labels["eval"]["oscar_label"].mean()
+    assert report["heads"]["oscar"]["baseline"]["accuracy"] == pytest.approx(
+        max(oscar_rate, 1 - oscar_rate), rel=1e-5
+    )
+    # Every head beats its trivial predictor on its primary metric and on its loss.
+    for head in spec.outputs:
+        h = report["heads"][head.name]
+        assert all(np.isfinite(v) for v in h["metrics"].values())
+        metric = head.head_type.primary
+        model, trivial = h["metrics"][metric], h["baseline"][metric]
+        better = model > trivial if h["higher_is_better"][metric] else model < trivial
+        assert better, f"{head.name} {metric}: model {model:.4f}, trivial {trivial:.4f}"
+        if "loss" in h["baseline"]:
+            assert h["metrics"]["loss"] < h["baseline"]["loss"], head.name
     assert report["epochs_run"] >= 1 and os.path.isdir(
         os.path.join(outputs["Trainer"]["model_run"][0].uri, "logs")
     )
@@ -313,7 +344,10 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
     spec, paths, _ = movies_run
     from components.registry import Registry
 
-    output = os.path.dirname(os.path.dirname(paths.pipeline_root))
+    # Its own copy of the first run (ML Metadata, registry with version 1): the shared run stays
+    # as it was, whatever order the tests run in.
+    output = str(tmp_path / "runs")
+    shutil.copytree(os.path.dirname(os.path.dirname(paths.pipeline_root)), output)
     registry = Registry(os.path.join(output, "registry"))
     before = {
         d: os.stat(os.path.join(registry.model_dir(spec.name), d)).st_mtime

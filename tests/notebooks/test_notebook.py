@@ -3,10 +3,14 @@
 import os
 
 import nbformat
+import pytest
 from conftest import MOVIES_FIXTURE_SPEC, REPO
 from nbclient import NotebookClient
 
 NOTEBOOK = os.path.join(REPO, "notebooks", "pipeline_walkthrough.ipynb")
+
+# The notebook runs the whole pipeline: skipped by `make test-fast`.
+pytestmark = pytest.mark.e2e
 
 
 def _text(cell):

@@ -119,6 +119,7 @@ def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, f
 
 
 @pytest.mark.airflow_run
+@pytest.mark.e2e
 def test_dag_test_runs_the_pipeline_end_to_end_and_pushes(tmp_path, fixture_spec):
     from components.registry import Registry
 
