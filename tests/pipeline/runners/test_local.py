@@ -232,16 +232,20 @@ def test_training_report_beats_trivial_baselines_on_fixture(movies_run):
     report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     assert set(report["heads"]) == {"meter", "oscar", "genre"}
     # The baselines are the trivial predictors, recomputed here from the transformed labels.
+    import tensorflow_transform as tft
+
     uri = outputs["Transform"]["transformed_examples"][0].uri
+    graph = tft.TFTransformOutput(outputs["Transform"]["transform_graph"][0].uri)
+    label_spec = {
+        k: v
+        for k, v in graph.transformed_feature_spec().items()
+        if k in ("meter_label", "oscar_label")
+    }
     labels = {}
     for split in ("train", "eval"):
         files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
-        spec_ = {
-            "meter_label": tf.io.FixedLenFeature([], tf.float32),
-            "oscar_label": tf.io.FixedLenFeature([], tf.float32),
-        }
         data = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1000)
-        batch = next(iter(data.map(lambda x, s=spec_: tf.io.parse_example(x, s))))
+        batch = next(iter(data.map(lambda x: tf.io.parse_example(x, label_spec))))
         labels[split] = {k: v.numpy() for k, v in batch.items()}
     meter_train, meter_eval = labels["train"]["meter_label"], labels["eval"]["meter_label"]
     meter = report["heads"]["meter"]
