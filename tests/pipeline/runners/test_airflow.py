@@ -118,6 +118,27 @@ def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, f
     assert result["start_date"].startswith("2026-06-01")
 
 
+def test_a_dag_file_written_by_mimo_compile_airflow_loads(tmp_path, fixture_spec):
+    from pipeline.cli import main
+
+    dags = tmp_path / "dags"
+    dag_file = dags / "fixture_dag.py"
+    args = ["compile", "airflow", "--spec", MOVIES_FIXTURE_SPEC, "--output", str(dag_file)]
+    args += ["--runs", str(tmp_path / "runs"), "--schedule", "15 2 * * *"]
+    args += ["--start-date", "2026-10-01"]
+    assert main(args) == 0
+    env = airflow_env(tmp_path, tmp_path / "out", {"AIRFLOW__CORE__DAGS_FOLDER": str(dags)})
+    for key in ("MIMO_SPEC", "MIMO_OUTPUT", "MIMO_SCHEDULE", "MIMO_START_DATE"):
+        del env[key]  # the file alone says what to run
+    result = run_airflow(LOAD.format(dags=str(dags), name=fixture_spec.name), env, timeout=600)
+    assert result["import_errors"] == {}
+    assert result["dag_ids"] == [fixture_spec.name]
+    assert result["schedule"] == "15 2 * * *"
+    assert result["start_date"].startswith("2026-10-01")
+    local = create_pipeline(fixture_spec, str(tmp_path / "local"), registry=str(tmp_path / "r"))
+    assert set(result["tasks"]) == {node.id for node in local.components}
+
+
 @pytest.mark.airflow_run
 @pytest.mark.e2e
 def test_dag_test_runs_the_pipeline_end_to_end_and_pushes(tmp_path, fixture_spec):
