@@ -43,6 +43,17 @@ class Metric:
     tfma_config: Callable[[Any], dict] | None = None  # head -> the metric's TFMA config
 
 
+def keras_metric(cls_name: str, name: str, **kwargs) -> Callable[[Any, Any], Any]:
+    """A Metric's `keras` builder: tf_keras.metrics.<cls_name>(name=name, **kwargs)."""
+
+    def build(head, info):
+        import tf_keras as keras
+
+        return getattr(keras.metrics, cls_name)(name=name, **kwargs)
+
+    return build
+
+
 class HeadType(Configurable):
     kind = "head type"
     losses: ClassVar[tuple[str, ...]]  # the first is the default

@@ -5,18 +5,15 @@ from __future__ import annotations
 import tensorflow as tf
 
 from preprocessing.base import BYTES, dense_with_mask
-from preprocessing.heads.base import HeadType, Metric, clipped_prior, prior_log_loss
+from preprocessing.heads.base import (
+    HeadType,
+    Metric,
+    clipped_prior,
+    keras_metric,
+    prior_log_loss,
+)
 from preprocessing.options import NameList, Nullable, Number, Option
 from preprocessing.registry import HEAD_TYPES
-
-
-def _keras(cls_name: str, name: str, **kwargs):
-    def build(head, info):
-        import tf_keras as keras
-
-        return getattr(keras.metrics, cls_name)(name=name, **kwargs)
-
-    return build
 
 
 def _rate(y_eval):
@@ -40,23 +37,28 @@ class Binary(HeadType):
     }
     metric_table = {
         "auc": Metric(
-            "auc", _keras("AUC", "auc"), "AUC", "auc", True, trivial=lambda y_train, y_eval: 0.5
+            "auc",
+            keras_metric("AUC", "auc"),
+            "AUC",
+            "auc",
+            True,
+            trivial=lambda y_train, y_eval: 0.5,
         ),
         "pr_auc": Metric(
             "pr_auc",
-            _keras("AUC", "pr_auc", curve="PR"),
+            keras_metric("AUC", "pr_auc", curve="PR"),
             "AUCPrecisionRecall",
             "auc_precision_recall",
             True,
             trivial=lambda y_train, y_eval: _rate(y_eval),
         ),
         "precision": Metric(
-            "precision", _keras("Precision", "precision"), "Precision", "precision", True
+            "precision", keras_metric("Precision", "precision"), "Precision", "precision", True
         ),
-        "recall": Metric("recall", _keras("Recall", "recall"), "Recall", "recall", True),
+        "recall": Metric("recall", keras_metric("Recall", "recall"), "Recall", "recall", True),
         "accuracy": Metric(
             "accuracy",
-            _keras("BinaryAccuracy", "accuracy"),
+            keras_metric("BinaryAccuracy", "accuracy"),
             "BinaryAccuracy",
             "binary_accuracy",
             True,

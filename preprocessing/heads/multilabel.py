@@ -11,6 +11,7 @@ from preprocessing.heads.base import (
     Metric,
     class_index,
     clipped_prior,
+    keras_metric,
     label_name,
     prior_log_loss,
 )
@@ -39,15 +40,6 @@ def _auc(head, info):
     return keras.metrics.AUC(
         multi_label=True, num_labels=MULTILABEL.depth(head.options), name="auc"
     )
-
-
-def _keras(cls_name: str, name: str):
-    def build(head, info):
-        import tf_keras as keras
-
-        return getattr(keras.metrics, cls_name)(name=name)
-
-    return build
 
 
 class Multilabel(HeadType):
@@ -81,7 +73,7 @@ class Multilabel(HeadType):
         ),
         "precision": Metric(
             "precision",
-            _keras("Precision", "precision"),
+            keras_metric("Precision", "precision"),
             "MultilabelPrecision",
             "precision",
             True,
@@ -89,7 +81,7 @@ class Multilabel(HeadType):
         ),
         "recall": Metric(
             "recall",
-            _keras("Recall", "recall"),
+            keras_metric("Recall", "recall"),
             "MultilabelRecall",
             "recall",
             True,

@@ -6,17 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from preprocessing.base import FLOAT, INT, dense_with_mask
-from preprocessing.heads.base import HeadType, Metric
+from preprocessing.heads.base import HeadType, Metric, keras_metric
 from preprocessing.registry import HEAD_TYPES
-
-
-def _keras(cls_name: str, name: str):
-    def build(head, info):
-        import tf_keras as keras
-
-        return getattr(keras.metrics, cls_name)(name=name)
-
-    return build
 
 
 class Regression(HeadType):
@@ -28,7 +19,7 @@ class Regression(HeadType):
     metric_table = {
         "mae": Metric(
             "mae",
-            _keras("MeanAbsoluteError", "mae"),
+            keras_metric("MeanAbsoluteError", "mae"),
             "MeanAbsoluteError",
             "mean_absolute_error",
             higher_is_better=False,
@@ -36,7 +27,7 @@ class Regression(HeadType):
         ),
         "rmse": Metric(
             "rmse",
-            _keras("RootMeanSquaredError", "rmse"),
+            keras_metric("RootMeanSquaredError", "rmse"),
             "RootMeanSquaredError",
             "root_mean_squared_error",
             higher_is_better=False,
