@@ -68,16 +68,39 @@ def check_data(
         if o.column in types:
             for problem in head_type.label_checks(o, types[o.column], column_stats):
                 errors.append(f"{where}: {problem}")
-        if head_type.empty_label_ok:
+        if o.column not in types:
             continue
+        labelled = {}
         for split, split_stats in sorted(stats.items()):
             missing = _num_missing(split_stats, o.column)
-            if missing:
+            total = int(split_stats.num_examples)
+            labelled[split] = (total - _count_missing(split_stats, o.column), total)
+            if missing and o.missing_label == "error":
                 lines = _locate_bad_values(spec, o.column, empty=True)
                 errors.append(
                     f"{where}: label column {o.column!r} (output '{o.name}') is "
                     f"empty or missing in {missing} of split '{split}'; drop or fill "
-                    f"those rows before training{lines}"
+                    f"those rows before training (or set `missing_label: mask`){lines}"
+                )
+        if o.missing_label == "error":
+            continue
+        counts = ", ".join(f"{n} of {t} in '{s}'" for s, (n, t) in labelled.items())
+        if any(n < t for n, t in labelled.values()):
+            meaning = (
+                "weigh 0 for this head only"
+                if o.missing_label == "mask"
+                else "weigh 0 for every head (missing_label: drop)"
+            )
+            warnings.append(
+                f"{where}: output '{o.name}' (column {o.column!r}) has a label in {counts}; "
+                f"the other rows {meaning}"
+            )
+        for split, (n, total) in labelled.items():
+            if n < o.min_labelled:
+                errors.append(
+                    f"{where}: output '{o.name}' (column {o.column!r}) has {n} labelled "
+                    f"example(s) of {total} in split '{split}', fewer than its min_labelled "
+                    f"({o.min_labelled}): it can be neither trained nor evaluated"
                 )
     for s in spec.slices:
         accepted = {INT, FLOAT} if s.bucket_width else {INT, FLOAT, BYTES}
@@ -125,6 +148,15 @@ def _feature(stats: statistics_pb2.DatasetFeatureStatistics, column: str):
         if (f.path.step and f.path.step[0] == column) or f.name == column:
             return f
     return None
+
+
+def _count_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> int:
+    """How many examples have no value in `column` (as TFDV counts them)."""
+    f = _feature(stats, column)
+    kind = f.WhichOneof("stats") if f is not None else None
+    if kind is None:
+        return int(stats.num_examples) if f is None else 0
+    return int(getattr(f, kind).common_stats.num_missing)
 
 
 def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> str:

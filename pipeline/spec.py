@@ -24,7 +24,7 @@ import yaml
 
 from pipeline.cron import is_cron
 from preprocessing import HEAD_TYPES, MODALITIES
-from preprocessing.heads.base import label_name
+from preprocessing.heads.base import label_name, label_present_name
 from preprocessing.options import (
     BOOLEAN,
     Anything,
@@ -94,10 +94,16 @@ class OutputSpec:
     gates: tuple = ()
     hidden_units: int = 0  # a hidden layer of the head's own (0: the head reads the trunk)
     options: dict = field(default_factory=dict)
+    missing_label: str = "mask"  # mask | drop | error: what a row without this label means
+    min_labelled: int = 10  # the data gate wants at least this many labelled rows per split
 
     @property
     def label(self) -> str:
         return label_name(self.name)
+
+    @property
+    def label_present(self) -> str:
+        return label_present_name(self.name)
 
     @property
     def head_type(self):
@@ -192,6 +198,15 @@ HEAD_OPTIONS = {
         Anything("[{metric, min, max, max_regression}]"),
     ),
     "hidden_units": Option(0, "a hidden layer of the head's own (0: reads the trunk)", Integer(0)),
+    "missing_label": Option(
+        "mask",
+        "a row without this label: mask (weighs 0 for this head only, trains the others), "
+        "drop (weighs 0 for every head), error (the data gate stops the run)",
+        Choice(("mask", "drop", "error")),
+    ),
+    "min_labelled": Option(
+        10, "the data gate stops the run when a split has fewer labelled rows", Integer(1)
+    ),
 }
 TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}
 MODEL_DEFAULTS = {k: o.default for k, o in MODEL_OPTIONS.items()}
@@ -232,6 +247,8 @@ class Spec:
                 "loss_weight": o.loss_weight,
                 "metrics": list(o.metrics),
                 "hidden_units": o.hidden_units,
+                "missing_label": o.missing_label,
+                "min_labelled": o.min_labelled,
                 "gates": [
                     {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
                     for g in o.gates
@@ -547,6 +564,12 @@ class _Parser:
             if message:
                 self.error(f"{key}.hidden_units", message)
                 hidden = 0
+            plain, plain_errors = resolve_options(
+                {k: HEAD_OPTIONS[k] for k in ("missing_label", "min_labelled")},
+                {k: common[k] for k in ("missing_label", "min_labelled") if k in common},
+            )
+            for e in plain_errors:
+                self.error(f"{key}.{e.key}", str(e))
             gates = self._gates(f"{key}.gates", common.get("gates") or [])
             for n, g in enumerate(gates):
                 if g.metric not in metrics:
@@ -566,6 +589,8 @@ class _Parser:
                     gates=tuple(gates),
                     hidden_units=hidden,
                     options=options,
+                    missing_label=plain["missing_label"],
+                    min_labelled=plain["min_labelled"],
                 )
             )
         return outputs

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 
 from preprocessing.base import as_string, dense_with_mask
-from preprocessing.heads.base import label_name
+from preprocessing.heads.base import label_name, label_present_name
 from preprocessing.registry import HEAD_TYPES, MODALITIES
 
 if TYPE_CHECKING:
@@ -38,10 +38,15 @@ def transform_all(inputs: dict, spec: Spec) -> dict:
     outputs = {}
     for item in spec.inputs:
         outputs.update(MODALITIES[item.modality].transform(inputs[item.column], item))
+    present = {}
     for head in spec.outputs:
-        outputs[label_name(head.name)] = HEAD_TYPES[head.type].transform_label(
-            inputs[head.column], head
-        )
+        label, present[head.name] = HEAD_TYPES[head.type].transform_label(inputs[head.column], head)
+        outputs[label_name(head.name)] = label
+    # `missing_label: drop`: an example without that head's label counts for no head.
+    dropped = [present[h.name] for h in spec.outputs if h.missing_label == "drop"]
+    for head in spec.outputs:
+        counts = tf.reduce_all(tf.stack([present[head.name], *dropped]), axis=0)
+        outputs[label_present_name(head.name)] = tf.cast(counts, tf.float32)
     for sl in spec.slices:
         outputs[slice_name(sl.name)] = transform_slice(inputs[sl.column], sl.bucket_width)
     return outputs

@@ -1,8 +1,12 @@
 """The Trainer's input pipeline: (features, {head: label}, {head: weight}) from transformed TFRecords.
 
 TFX's TensorFlowDatasetOptions takes one label key, so the dataset is built here: files are read
-in parallel, records batched before parsing (one vectorised parse per batch), labels and class
-weights split out per head with TensorFlow ops only (no Python in the hot loop), prefetched.
+in parallel, records batched before parsing (one vectorised parse per batch), labels and weights
+split out per head with TensorFlow ops only (no Python in the hot loop), prefetched.
+
+A head's weight is 0 for an example without its label (`<head>_label_present`), so that example
+trains every other head and the shared layers but not this head; the loss's weight also carries
+the head's class weights, the metrics' weight only the mask.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     repeat: bool = False,
-    with_weights: bool = True,
+    weights: str = "loss",
     seed: int | None = None,
     cache: bool = False,
 ) -> tf.data.Dataset:
-    """`cache`: keep the decompressed records in memory after the first epoch (the examples are
-    still reshuffled and parsed every epoch); for splits that fit in memory, see should_cache."""
+    """`weights`: "loss" (label mask x class weights), "mask" (the label mask: for metrics) or
+    "none". `cache`: keep the decompressed records in memory after the first epoch (the examples
+    are still reshuffled and parsed every epoch); for splits that fit in memory, see should_cache.
+    """
+    if weights not in ("loss", "mask", "none"):
+        raise ValueError(f"weights must be loss, mask or none, got {weights!r}")
     feature_spec = info.feature_spec
     files = tf.data.Dataset.list_files(file_pattern, shuffle=shuffle, seed=seed)
     ds = tf.data.TFRecordDataset(
@@ -55,13 +63,14 @@ def make_dataset(
         x = {name: parsed[name] for name in features}
         raw = {h.name: parsed[label_name(h.name)] for _, h in heads}
         y = {h.name: t.keras_label(raw[h.name]) for t, h in heads}
-        if not with_weights:
+        if weights == "none":
             return x, y
-        weights = {}
+        w = {}
         for t, h in heads:
-            w = t.label_weight(raw[h.name], h, info)
-            weights[h.name] = w if w is not None else tf.ones(tf.shape(serialized)[:1])
-        return x, y, weights
+            mask = parsed[h.label_present]
+            own = t.label_weight(raw[h.name], h, info) if weights == "loss" else None
+            w[h.name] = mask if own is None else mask * own
+        return x, y, w
 
     return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
@@ -81,16 +90,18 @@ def should_cache(file_pattern, setting) -> bool:
 
 
 def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: int = 51200) -> dict:
-    """{head: numpy labels} of up to `max_examples` examples, read without shuffling."""
-    names = {h.name: label_name(h.name) for h in spec.outputs}
+    """{head: numpy labels of the examples that have one} among the first `max_examples`
+    examples, read without shuffling."""
+    names = [n for h in spec.outputs for n in (label_name(h.name), h.label_present)]
     files = tf.data.Dataset.list_files(file_pattern, shuffle=False)
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP").take(max_examples).batch(1024)
-    label_spec = {n: feature_spec[n] for n in names.values()}
+    label_spec = {n: feature_spec[n] for n in names}
     ds = ds.map(lambda s: tf.io.parse_example(s, label_spec))
-    values = {h: [] for h in names}
+    values = {h.name: [] for h in spec.outputs}
     for batch in ds:
-        for h, n in names.items():
-            values[h].append(batch[n].numpy())
+        for h in spec.outputs:
+            present = batch[h.label_present].numpy() > 0.5
+            values[h.name].append(batch[label_name(h.name)].numpy()[present])
     return {h: np.concatenate(v) if v else np.zeros([0]) for h, v in values.items()}
 
 

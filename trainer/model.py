@@ -92,14 +92,16 @@ def build_model(spec: Spec, info: FeatureInfo) -> keras.Model:
 def compile_model(model: keras.Model, spec: Spec, info: FeatureInfo) -> keras.Model:
     """Per-head losses combined with the spec's loss weights; per-head metrics.
 
-    Class weights reach the losses as per-head sample weights (see trainer.data); metrics are
-    not weighted by them.
+    Label masks and class weights reach the losses as per-head sample weights (trainer.data).
+    The metrics are weighted metrics, so an example without a head's label counts in none of
+    that head's metrics; `model.evaluate` on a dataset with weights="mask" gives them unweighted
+    by class.
     """
     heads = {h.name: (HEAD_TYPES[h.type], h) for h in spec.outputs}
     model.compile(
         optimizer=keras.optimizers.Adam(spec.training["learning_rate"]),
         loss={name: t.keras_loss(h, info) for name, (t, h) in heads.items()},
         loss_weights={name: h.loss_weight for name, (_, h) in heads.items()},
-        metrics={name: t.keras_metrics(h, info) for name, (t, h) in heads.items()},
+        weighted_metrics={name: t.keras_metrics(h, info) for name, (t, h) in heads.items()},
     )
     return model

@@ -117,12 +117,13 @@ def train(
 
 
 def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, steps) -> dict:
-    """Per-head validation metrics (unweighted) and what a trivial predictor scores.
+    """Per-head validation metrics on the examples with that head's label (not weighted by class
+    weights) and what a trivial predictor scores on them.
 
     Each head type says what its trivial predictor is (the training mean, the training prior,
     the most frequent class) and which direction of each metric is better.
     """
-    eval_ds = make_dataset(eval_files, spec, info, batch, with_weights=False)
+    eval_ds = make_dataset(eval_files, spec, info, batch, weights="mask")
     results = model.evaluate(eval_ds, steps=steps, return_dict=True, verbose=0)
     eval_labels = collect_labels(eval_files, spec, info.feature_spec)
     heads = {}
@@ -134,6 +135,8 @@ def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, 
         model_metrics["loss"] = float(results.get(f"{h.name}_loss", results["loss"]))
         heads[h.name] = {
             "type": h.type,
+            "train_examples": int(len(train_labels[h.name])),  # those with this head's label
+            "eval_examples": int(len(eval_labels[h.name])),
             "metrics": model_metrics,
             "baseline": head_type.trivial_baseline(train_labels[h.name], eval_labels[h.name]),
             "higher_is_better": {m: head_type.higher_is_better(m) for m in model_metrics},
@@ -141,5 +144,5 @@ def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, 
     return {
         "heads": heads,
         "val_loss": float(results["loss"]),
-        "eval_examples": int(sum(len(v) for v in eval_labels.values()) / len(eval_labels)),
+        "eval_examples": max(len(v) for v in eval_labels.values()),
     }

@@ -1,7 +1,9 @@
 """The Evaluator's EvalConfig, generated from the spec: never written by hand per dataset.
 
 One ModelSpec: serving_default predictions (a dict keyed by head), labels per head from the
-model's `transform_features` signature. Each head's MetricsSpecs come from its head type's metric
+model's `transform_features` signature, and per head an example weight, `<head>_label_present`:
+an example without that head's label counts in none of its metrics (its weighted example count
+is the number of labelled examples). Each head's MetricsSpecs come from its head type's metric
 table (every spec with `output_names=[head]`); the head's gates become value and change
 thresholds on the overall slice. Slices: overall plus every slice the spec declares (the
 `slice_<name>` features Transform makes).
@@ -73,7 +75,10 @@ def metrics_specs(head: OutputSpec) -> list[tfma.MetricsSpec]:
                 threshold=_threshold(_merged(name, gates[name]), metric.higher_is_better),
             )
         configs.append(config)
-    extras = [tfma.MetricConfig(class_name=name) for name in head_type.tfma_extras]
+    extras = [
+        tfma.MetricConfig(class_name=name)
+        for name in (*head_type.tfma_extras, "WeightedExampleCount")
+    ]
     return head_type.tfma_metrics_specs(head, configs, extras)
 
 
@@ -94,6 +99,7 @@ def build_eval_config(spec: Spec) -> tfma.EvalConfig:
             tfma.ModelSpec(
                 signature_name="serving_default",
                 label_keys={o.name: label_name(o.name) for o in spec.outputs},
+                example_weight_keys={o.name: o.label_present for o in spec.outputs},
                 preprocessing_function_names=["transform_features"],
             )
         ],

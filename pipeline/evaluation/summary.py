@@ -162,7 +162,10 @@ class EvaluationSummary:
             for slice_name, values in self.metrics.get(head.name, {}).items():
                 if slice_name == OVERALL or key not in values:
                     continue
-                count = values.get("example_count", MIN_SLICE_EXAMPLES)
+                # With label masks, the weighted count is the examples with this head's label.
+                count = values.get(
+                    "weighted_example_count", values.get("example_count", MIN_SLICE_EXAMPLES)
+                )
                 if "auc" in metric and values[key] in (0.0, 1.0):
                     continue  # one class only in this slice: its AUC says nothing
                 if count >= MIN_SLICE_EXAMPLES:

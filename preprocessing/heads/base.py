@@ -7,8 +7,10 @@ metric a spec may name, the Keras metric, the TFMA metric and its result key, wh
 is better and what a trivial predictor scores. The trainer, the Evaluator's configuration, the
 reports and the bench read that table; none of them knows head types by name.
 
-Labels are transformed per head into `<head>_label`. Every hook receives the head's
-`OutputSpec` (`head.name`, `head.column`, `head.options`, `head.metrics`, ...).
+Labels are transformed per head into `<head>_label`, with `<head>_label_present` (1.0 where the
+example has a label for this head: the others weigh 0 in its loss and metrics, and stay in every
+other head's). Every hook receives the head's `OutputSpec` (`head.name`, `head.column`,
+`head.options`, `head.metrics`, ...).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from preprocessing.options import Configurable
 
 def label_name(head: str) -> str:
     return f"{head}_label"
+
+
+def label_present_name(head: str) -> str:
+    """The 0/1 feature saying whether an example counts for this head (its label is present)."""
+    return f"{head}_label_present"
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,6 @@ class HeadType(Configurable):
     primary: ClassVar[str]  # the metric that says how good the head is, in one number
     schema_types: ClassVar[frozenset[str]] = frozenset({INT, FLOAT, BYTES})
     accepts_class_weights: ClassVar[bool] = False
-    empty_label_ok: ClassVar[bool] = False  # an empty cell is a valid label (an empty set)
     # TFMA metrics reported for every head of the type, never gated.
     tfma_extras: ClassVar[tuple[str, ...]] = ("ExampleCount",)
     activation: ClassVar[str | None] = None
@@ -79,7 +85,8 @@ class HeadType(Configurable):
         return None
 
     # -- data -----------------------------------------------------------------------------------
-    def transform_label(self, x, head) -> tf.Tensor:
+    def transform_label(self, x, head) -> tuple[tf.Tensor, tf.Tensor]:
+        """([batch] or [batch, n] label, [batch] bool: the example has a usable label)."""
         raise NotImplementedError
 
     def label_checks(self, head, column_type: str, column_stats: dict) -> list[str]:

@@ -69,15 +69,17 @@ class Binary(HeadType):
 
     def transform_label(self, x, head):
         options = head.options
-        values, _ = dense_with_mask(x, "" if x.dtype == tf.string else 0)
+        values, present = dense_with_mask(x, "" if x.dtype == tf.string else 0)
         if values.dtype == tf.string:
             if not options["positive_values"]:
                 raise ValueError("a binary head on a string column needs `positive_values`")
             positive = tf.constant([str(v) for v in options["positive_values"]])
             hit = tf.reduce_any(tf.equal(values[:, None], positive[None, :]), axis=1)
         else:
-            hit = tf.cast(values, tf.float64) > float(options["threshold"])
-        return tf.cast(hit, tf.float32)
+            number = tf.cast(values, tf.float64)
+            present = present & tf.math.is_finite(number)
+            hit = number > float(options["threshold"])
+        return tf.cast(hit & present, tf.float32), present
 
     def label_checks(self, head, column_type, column_stats):
         if column_type == BYTES and not head.options["positive_values"]:

@@ -117,14 +117,21 @@ class Multiclass(HeadType):
         return [v.decode() for v in info.vocabulary(label_name(head.name))]
 
     def transform_label(self, x, head):
-        values, _ = dense_with_mask(x, "" if x.dtype == tf.string else 0)
+        """The class index; a missing label, or a class outside the declared `classes` (or
+        never seen in training), is -1 and not present."""
+        values, present = dense_with_mask(x, "" if x.dtype == tf.string else 0)
         values = as_string(values)
         if head.options["classes"]:
-            return class_index(values, head.options["classes"])
-        vocab = tft.vocabulary(
-            values, top_k=head.options["top_k"], vocab_filename=label_name(head.name)
-        )
-        return tft.apply_vocabulary(values, vocab, default_value=-1)
+            index = class_index(values, head.options["classes"])
+        else:
+            vocab = tft.vocabulary(
+                tf.boolean_mask(values, present),
+                top_k=head.options["top_k"],
+                vocab_filename=label_name(head.name),
+            )
+            index = tft.apply_vocabulary(values, vocab, default_value=-1)
+        index = tf.where(present, index, tf.constant(-1, tf.int64))
+        return index, index >= 0
 
     def label_checks(self, head, column_type, column_stats):
         k, unique = head.options["k"], unique_count(column_stats)

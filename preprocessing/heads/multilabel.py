@@ -47,7 +47,6 @@ class Multilabel(HeadType):
     doc = "a set of labels (a sigmoid each); gates judge the macro average over the labels"
     losses = ("binary_crossentropy",)
     schema_types = frozenset({BYTES})
-    empty_label_ok = True  # an empty cell is the empty set
     primary = "auc"
     activation = "sigmoid"
     options = {
@@ -110,8 +109,9 @@ class Multilabel(HeadType):
         return names + [f"<unused {i}>" for i in range(len(names), self.depth(head.options))]
 
     def transform_label(self, x, head):
+        """Multi-hot over the classes; a missing cell is a missing label (not the empty set)."""
         options = head.options
-        text, _ = dense_with_mask(x, "")
+        text, present = dense_with_mask(x, "")
         values = split_values(text, options["delimiter"])
         if options["classes"]:
             ids = tf.ragged.map_flat_values(class_index, values, options["classes"])
@@ -121,7 +121,7 @@ class Multilabel(HeadType):
             )
             ids = tft.apply_vocabulary(values, vocab, default_value=-1)
         hot = tf.one_hot(ids.to_tensor(default_value=-1), self.depth(options))
-        return tf.minimum(tf.reduce_sum(hot, axis=1), 1.0)
+        return tf.minimum(tf.reduce_sum(hot, axis=1), 1.0), present
 
     def label_stats(self, y, head, info):
         return {"prior": clipped_prior(y)} if y.size else {}

@@ -37,8 +37,10 @@ class Regression(HeadType):
     tfma_extras = ("MeanLabel", "MeanPrediction", "Calibration", "ExampleCount")
 
     def transform_label(self, x, head):
-        values, _ = dense_with_mask(x, 0)
-        return tf.cast(values, tf.float32)
+        values, present = dense_with_mask(x, 0)
+        values = tf.cast(values, tf.float32)
+        present = present & tf.math.is_finite(values)  # a NaN is a missing label
+        return tf.where(present, values, tf.zeros_like(values)), present
 
     def label_stats(self, y, head, info):
         """The training labels' mean and standard deviation (1 when constant)."""

@@ -40,7 +40,9 @@ def spec_on(tmp_path, csv_name, mutate=None):
 def test_clean_data_passes(good):
     spec, stats, schema = good
     errors, warnings = check_data(spec, schema, {"train": stats}, {})
-    assert errors == [] and warnings == []
+    # The only note: 8 films list no genre, masked for the genre head.
+    assert errors == [] and len(warnings) == 1
+    assert "output 'genre' (column 'Genre') has a label in 392 of 400" in warnings[0]
 
 
 def test_wrong_typed_column_named_with_file_and_lines(tmp_path):
@@ -67,7 +69,7 @@ def test_missing_column_and_missing_labels(tmp_path):
     frame.loc[[0, 1, 2], "Meter"] = ""
     bad_csv = tmp_path / "movies.csv"
     frame.to_csv(bad_csv, index=False)
-    spec = spec_on(tmp_path, "movies.csv")
+    spec = spec_on(tmp_path, "movies.csv", lambda r: r["outputs"][0].update(missing_label="error"))
     stats, schema = stats_schema(bad_csv)
     errors, _ = check_data(spec, schema, {"train": stats}, {})
     text = "\n".join(errors)
@@ -77,6 +79,32 @@ def test_missing_column_and_missing_labels(tmp_path):
         "split 'train'"
     ) in text
     assert f"{bad_csv} line 2: ''; {bad_csv} line 3: ''; {bad_csv} line 4: ''" in text
+
+
+def test_missing_labels_are_masked_and_counted_per_head(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame.loc[:119, "Meter"] = ""  # 120 of 400 rows without a tomatometer
+    frame.loc[200:, "Oscars"] = ""  # 200 without the Oscar count, other rows
+    frame.to_csv(tmp_path / "movies.csv", index=False)
+    spec = spec_on(tmp_path, "movies.csv")
+    stats, schema = stats_schema(tmp_path / "movies.csv")
+    errors, warnings = check_data(spec, schema, {"train": stats}, {})
+    assert errors == []
+    assert any(
+        "output 'meter' (column 'Meter') has a label in 280 of 400 in 'train'; the other rows "
+        "weigh 0 for this head only" in w
+        for w in warnings
+    ), warnings
+    assert any("output 'oscar' (column 'Oscars') has a label in 200 of 400" in w for w in warnings)
+    assert any("output 'genre' (column 'Genre') has a label in 392 of 400" in w for w in warnings)
+    # Too few labelled rows for a head stops the run, naming the head, the column and the counts.
+    spec = spec_on(tmp_path, "movies.csv", lambda r: r["outputs"][1].update(min_labelled=250))
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert errors == [
+        f"{tmp_path / 'movies.csv'}: output 'oscar' (column 'Oscars') has 200 labelled "
+        "example(s) of 400 in split 'train', fewer than its min_labelled (250): it can be "
+        "neither trained nor evaluated"
+    ]
 
 
 def test_binary_string_label_needs_positive_values(tmp_path):

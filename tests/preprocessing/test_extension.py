@@ -74,8 +74,8 @@ class Count(HeadType):
     options = {"link": Option("exp", "how the output becomes a rate", Choice(("exp",)))}
 
     def transform_label(self, x, head):
-        values, _ = dense_with_mask(x, 0)
-        return tf.cast(values, tf.float32)
+        values, present = dense_with_mask(x, 0)
+        return tf.cast(values, tf.float32), present
 
     def label_stats(self, y, head, info):
         return {"mean": float(y.mean())}

@@ -134,3 +134,48 @@ def test_class_weights_only_where_the_head_type_takes_them(tmp_path):
     raw["outputs"][0]["class_weights"] = {0: 1.0}
     with pytest.raises(SpecError, match="a regression head takes no class weights"):
         Spec.from_dict(raw)
+
+
+def test_label_presence_per_head_with_mask_and_drop(tmp_path):
+    """`<head>_label_present`: a missing label, a NaN or a class outside `classes` masks its own
+    head; a head with `missing_label: drop` masks every head where its label is missing."""
+    import tensorflow as tf
+    from tft_harness import run_transform
+
+    raw = {
+        "name": "partial",
+        "data": {"path": "x.csv"},
+        "inputs": [{"name": "x", "modality": "numeric"}],
+        "outputs": [
+            {"name": "score", "type": "regression"},
+            {"name": "flag", "type": "binary", "missing_label": "drop"},
+            {"name": "rating", "type": "multiclass", "classes": ["G", "PG", "R"]},
+        ],
+    }
+    spec = Spec.from_dict(raw)
+    assert spec.outputs[1].missing_label == "drop" and spec.outputs[0].missing_label == "mask"
+    feature_spec = {
+        "x": tf.io.FixedLenFeature([1], tf.float32),
+        "score": tf.io.VarLenFeature(tf.float32),
+        "flag": tf.io.VarLenFeature(tf.int64),
+        "rating": tf.io.VarLenFeature(tf.string),
+    }
+    rows = [  # (score, flag, rating)
+        ([1.5], [1], [b"G"]),
+        ([], [0], [b"PG"]),  # no score
+        ([float("nan")], [1], [b"R"]),  # a NaN score
+        ([2.0], [], [b"R"]),  # no flag: dropped for every head
+        ([3.0], [0], [b"NC-17"]),  # a rating outside the classes
+        ([4.0], [1], []),  # no rating
+    ]
+    instances = [
+        {"x": [float(i)], "score": s, "flag": f, "rating": r} for i, (s, f, r) in enumerate(rows)
+    ]
+    out, _ = run_transform(spec, instances, feature_spec, str(tmp_path))
+    assert out["score_label_present"].tolist() == [1, 0, 0, 0, 1, 1]
+    assert out["flag_label_present"].tolist() == [1, 1, 1, 0, 1, 1]
+    assert out["rating_label_present"].tolist() == [1, 1, 1, 0, 0, 0]
+    assert out["rating_label"].tolist() == [0, 1, 2, 2, -1, -1]
+    assert np.isfinite(out["score_label"]).all()  # the NaN does not reach the loss
+    with pytest.raises(SpecError, match=r"outputs\[0\].missing_label: must be one of"):
+        Spec.from_dict({**raw, "outputs": [{**raw["outputs"][0], "missing_label": "skip"}]})

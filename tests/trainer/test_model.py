@@ -286,3 +286,42 @@ def test_records_cached_in_memory_give_the_same_examples_reshuffled(movies):
     first, second = meters(cached), meters(cached)  # the second epoch reads the cache
     assert sorted(first) == sorted(second) == sorted(meters(plain))
     assert first != second  # still reshuffled every epoch
+
+
+def test_a_masked_head_ignores_its_missing_labels_and_trains_the_others(movies, tmp_path):
+    """Rows without a meter label weigh 0 for the meter head, whatever value their label holds,
+    and still count for the oscar and genre heads."""
+    from tft_harness import write_transformed as write
+
+    feature_spec = movies.info.feature_spec
+    records = list(
+        tf.data.TFRecordDataset(movies.train_files, compression_type="GZIP")
+        .batch(1000)
+        .map(lambda s: tf.io.parse_example(s, feature_spec))
+    )[0]
+    data = {k: v.numpy() for k, v in records.items()}
+    n = len(data["meter_label"])
+    missing = np.arange(n) % 3 == 0  # a third of the rows lose their meter label
+    data["meter_label_present"] = np.where(missing, 0.0, 1.0).astype(np.float32)
+    a = write(data, movies.tft_output, str(tmp_path / "a.gz"))
+    data["meter_label"] = np.where(missing, 1000.0, data["meter_label"]).astype(np.float32)
+    b = write(data, movies.tft_output, str(tmp_path / "b.gz"))
+    model = compile_model(build_model(movies.spec, movies.info), movies.spec, movies.info)
+
+    def losses(path):
+        x, y, w = next(iter(make_dataset(path, movies.spec, movies.info, n)))
+        assert np.array_equal(w["meter"].numpy(), data["meter_label_present"])
+        assert np.all(w["genre"].numpy() == data["genre_label_present"])
+        return model.test_on_batch(x, y, sample_weight=w, return_dict=True)
+
+    first, second = losses(a), losses(b)
+    assert first["meter_loss"] == pytest.approx(second["meter_loss"], rel=1e-6)
+    assert first["meter_mae"] == pytest.approx(second["meter_mae"], rel=1e-6)
+    assert first["oscar_loss"] == pytest.approx(second["oscar_loss"], rel=1e-6)
+    # The same change on labelled rows does move the loss.
+    data["meter_label_present"][:] = 1.0
+    c = write(data, movies.tft_output, str(tmp_path / "c.gz"))
+    model.reset_metrics()
+    x, y, w = next(iter(make_dataset(c, movies.spec, movies.info, n)))
+    third = model.test_on_batch(x, y, sample_weight=w, return_dict=True)
+    assert third["meter_loss"] > 10 * first["meter_loss"]

@@ -100,6 +100,7 @@ def test_transformed_examples_hold_every_input_and_label(movies_run):
     for i in spec.inputs:
         expected |= set(MODALITIES[i.modality].output_names(i))
     expected |= {label_name(o.name) for o in spec.outputs}
+    expected |= {o.label_present for o in spec.outputs}
     expected |= {f"slice_{s.name}" for s in spec.slices}
     assert set(feature_spec) == expected
     counts = {}
@@ -399,3 +400,53 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
         if line.strip().startswith("meter") and "worse than baseline" in line
     )
     assert meter_row.split()[-1] == "pass"
+
+
+def test_partial_labels_train_every_head_on_its_own_labelled_rows(tmp_path):
+    """A third of the rows lose each head's label (different rows per head): nothing is dropped,
+    each head's training report and TFMA counts use exactly its labelled rows, and the model is
+    pushed."""
+    from components.registry import Registry
+    from pipeline.evaluation.summary import EvaluationSummary
+
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    rows = np.arange(len(frame))
+    for column, part in (("Meter", 0), ("Oscars", 1), ("Genre", 2)):
+        frame.loc[rows % 3 == part, column] = ""
+    frame.to_csv(tmp_path / "partial.csv", index=False)
+    with open(MOVIES_FIXTURE_SPEC) as f:
+        raw = yaml.safe_load(f)
+    raw["name"] = "movies_partial"
+    raw["data"]["path"] = str(tmp_path / "partial.csv")
+    (tmp_path / "partial.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(str(tmp_path / "partial.yaml"))
+    paths = run_local(spec, str(tmp_path / "runs"), beam_args=TEST_BEAM_ARGS)
+    outputs = latest_run_outputs(paths.metadata_path)
+
+    # Labelled rows per head and split, counted in ExampleGen's own examples.
+    labelled = {}
+    for split in ("train", "eval"):
+        uri = outputs["CsvExampleGen"]["examples"][0].uri
+        files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
+        counts = {"Meter": 0, "Oscars": 0, "Genre": 0, "rows": 0}
+        for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            example = tf.train.Example.FromString(record.numpy())
+            counts["rows"] += 1
+            for column in ("Meter", "Oscars", "Genre"):
+                feature = example.features.feature.get(column)
+                kind = feature.WhichOneof("kind") if feature is not None else None
+                counts[column] += bool(kind and getattr(feature, kind).value)
+        labelled[split] = counts
+    assert labelled["train"]["rows"] + labelled["eval"]["rows"] == len(frame)
+    report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
+    summary = EvaluationSummary.from_tfma(outputs["Evaluator"]["evaluation"][0].uri)
+    for head, column in (("meter", "Meter"), ("oscar", "Oscars"), ("genre", "Genre")):
+        assert report["heads"][head]["train_examples"] == labelled["train"][column], head
+        assert report["heads"][head]["eval_examples"] == labelled["eval"][column], head
+        assert labelled["eval"][column] < labelled["eval"]["rows"]  # some rows were masked
+        counts = summary.metrics[head]["overall"]
+        weighted = counts.get(
+            "weighted_example_count", counts.get("weighted_example_count/class_0")
+        )
+        assert weighted == pytest.approx(labelled["eval"][column]), (head, counts)
+    assert Registry(str(tmp_path / "runs" / "registry")).versions("movies_partial") == [1]
