@@ -92,6 +92,7 @@ def kubeflow_pipeline(
         # Every scheduled run trains on the data it reads; KFP caches steps whose inputs did not
         # change (and never ExampleGen, see compile_kubeflow).
         retrain=False,
+        baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
         registry=registry or None,
         mlflow_tracking_uri=mlflow_tracking_uri,
         data_root=tfx.dsl.experimental.RuntimeParameter(

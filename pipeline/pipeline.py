@@ -12,6 +12,7 @@ from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2, trainer_pb2
 from tfx.v1.dsl.experimental import RuntimeParameter
 
+from components.baseline import LatestCompatibleBlessedModelStrategy
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
 from pipeline import constants
@@ -67,6 +68,7 @@ def create_pipeline(
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
     data_root: str | RuntimeParameter | None = None,
+    baseline_strategy=LatestCompatibleBlessedModelStrategy,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
@@ -136,8 +138,10 @@ def create_pipeline(
         },
     )
 
+    # The latest blessed model exported with this code's model contract (components/baseline.py);
+    # Kubeflow's compiler knows only TFX's own strategy class.
     baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        strategy_class=baseline_strategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")

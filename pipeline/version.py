@@ -23,8 +23,15 @@ TRANSFORM_CODE = (
     "pipeline/spec.py",
     "preprocessing",
 )
-# What `trainer.task.run_fn` imports: the transform's code, the trainer and the report's file name.
-TRAINER_CODE = (*TRANSFORM_CODE, "pipeline/constants.py", "trainer")
+# What `trainer.task.run_fn` imports: the transform's code, the trainer, the report's file name and
+# the model contract its export records.
+TRAINER_CODE = (
+    *TRANSFORM_CODE,
+    "pipeline/constants.py",
+    "components/__init__.py",
+    "components/baseline.py",
+    "trainer",
+)
 
 
 def _files(path: str) -> list[str]:

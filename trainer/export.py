@@ -16,6 +16,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from components.baseline import write_contract
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
 from trainer.data import input_feature_names
@@ -103,3 +104,4 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
 
         signatures["serving_raw"] = serving_raw
     tf.saved_model.save(exporter, export_dir, signatures=signatures)
+    write_contract(export_dir)
