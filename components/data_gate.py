@@ -60,21 +60,25 @@ def check_data(
     for o in spec.outputs:
         head_type = o.head_type
         expect(o.column, f"output '{o.name}' ({o.type} label)", head_type.schema_types)
+        if o.column not in types:
+            continue
         column_stats = {
             split: f
             for split, split_stats in stats.items()
             if (f := _feature(split_stats, o.column))
         }
-        if o.column in types:
-            for problem in head_type.label_checks(o, types[o.column], column_stats):
-                errors.append(f"{where}: {problem}")
-        if o.column not in types:
-            continue
+        for problem in head_type.label_checks(o, types[o.column], column_stats):
+            errors.append(f"{where}: {problem}")
         labelled = {}
         for split, split_stats in sorted(stats.items()):
-            missing = _num_missing(split_stats, o.column)
+            common = _common_stats(split_stats, o.column)
             total = int(split_stats.num_examples)
-            labelled[split] = (total - _count_missing(split_stats, o.column), total)
+            if common is not None:
+                count = int(common.num_missing)
+            else:  # no such column in this split: every example misses it
+                count = total if _feature(split_stats, o.column) is None else 0
+            labelled[split] = (total - count, total)
+            missing = _num_missing(common)
             if missing and o.missing_label == "error":
                 lines = _locate_bad_values(spec, o.column, empty=True)
                 errors.append(
@@ -150,22 +154,17 @@ def _feature(stats: statistics_pb2.DatasetFeatureStatistics, column: str):
     return None
 
 
-def _count_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> int:
-    """How many examples have no value in `column` (as TFDV counts them)."""
+def _common_stats(stats: statistics_pb2.DatasetFeatureStatistics, column: str):
+    """The column's CommonStatistics in one split (None when the split has no such column)."""
     f = _feature(stats, column)
     kind = f.WhichOneof("stats") if f is not None else None
-    if kind is None:
-        return int(stats.num_examples) if f is None else 0
-    return int(getattr(f, kind).common_stats.num_missing)
+    return getattr(f, kind).common_stats if kind else None
 
 
-def _num_missing(stats: statistics_pb2.DatasetFeatureStatistics, column: str) -> str:
+def _num_missing(common) -> str:
     """'' when every example has a value, else how many lack one (as words)."""
-    f = _feature(stats, column)
-    kind = f.WhichOneof("stats") if f is not None else None
-    if kind is None:
+    if common is None:
         return ""
-    common = getattr(f, kind).common_stats
     if common.num_missing:
         return f"{int(common.num_missing)} example(s)"
     if common.min_num_values == 0:  # present but empty (CSV: an empty cell)
