@@ -7,7 +7,6 @@ the problem. Transform depends on it, so nothing is transformed, trained or push
 failure.
 """
 
-import csv
 import json
 import os
 
@@ -17,6 +16,8 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
+from components.csv_example_gen import iter_rows, read_header
+from components.errors import DataValidationError
 from pipeline.spec import Spec
 from preprocessing.base import BYTES, FLOAT, INT
 
@@ -26,8 +27,7 @@ NON_BLOCKING = {anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES}
 _TYPE_NAMES = {schema_pb2.INT: INT, schema_pb2.FLOAT: FLOAT, schema_pb2.BYTES: BYTES}
 
 
-class DataValidationError(RuntimeError):
-    """The data breaks the schema or the spec. The message is meant for the user, as is."""
+__all__ = ["DataGate", "DataValidationError", "check_data"]
 
 
 def check_data(
@@ -111,7 +111,8 @@ def check_data(
         expect(s.column, f"slice '{s.name}'", accepted)
 
     for split, result in sorted(anomalies.items()):
-        for feature, info in sorted(result.anomaly_info.items()):
+        for key, info in sorted(result.anomaly_info.items()):
+            feature = _column_of(key)
             kinds = {r.type for r in info.reason}
             line = (
                 f"{where} (split '{split}'): column {feature!r}: "
@@ -177,27 +178,37 @@ def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int 
     if spec.data.format != "csv":
         return ""
     hits = []
+    missing = frozenset(spec.data.column_na_values.get(column, spec.data.na_values)) | {""}
     for pattern in spec.data.patterns.values():
         for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
-            with tf.io.gfile.GFile(path) as f:
-                reader = csv.DictReader(f)
-                for row in reader:
-                    value = row.get(column)
-                    if empty:
-                        bad = value in (None, "")
-                    elif value in (None, ""):
-                        continue
-                    else:
-                        try:
-                            float(value)
-                            bad = False
-                        except ValueError:
-                            bad = True
-                    if bad:
-                        hits.append(f"{path} line {reader.line_num}: {value!r}")
-                        if len(hits) >= limit:
-                            return "; first: " + "; ".join(hits)
+            header = read_header(path)
+            if column not in header:
+                continue
+            index = header.index(column)
+            for line, cells in iter_rows(path, len(header)):
+                value = cells[index]
+                if empty:
+                    bad = value.strip() in missing
+                elif value.strip() in missing:
+                    continue
+                else:
+                    try:
+                        float(value)
+                        bad = False
+                    except ValueError:
+                        bad = True
+                if bad:
+                    hits.append(f"{path} line {line}: {value!r}")
+                    if len(hits) >= limit:
+                        return "; first: " + "; ".join(hits)
     return "; first: " + "; ".join(hits) if hits else ""
+
+
+def _column_of(anomaly_key: str) -> str:
+    """The column an anomaly is keyed by: TFDV quotes a name holding '.', '(' or ')' ('a.b')."""
+    if len(anomaly_key) > 1 and anomaly_key[0] == anomaly_key[-1] == "'":
+        return anomaly_key[1:-1].replace("''", "'")
+    return anomaly_key
 
 
 def _load_by_split(artifact, filename: str, proto_cls) -> dict:

@@ -19,3 +19,8 @@ INPUT_FINGERPRINT = "input_fingerprint"
 
 # Trainer: the training report (per-head metrics next to trivial baselines) in its model_run
 TRAINING_REPORT_FILE = "metrics.json"
+
+# CSV cells that mean "no value" unless the spec says otherwise (data.na_values), as R, pandas,
+# SQL exports and spreadsheets write them. `?` and `.` are left out on purpose (they are values in
+# some data sets); a spec adds them with data.na_values_extra. An empty cell is always missing.
+DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")

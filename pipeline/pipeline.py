@@ -13,12 +13,13 @@ from tfx.proto import example_gen_pb2, trainer_pb2
 from tfx.v1.dsl.experimental import RuntimeParameter
 
 from components.baseline import LatestCompatibleBlessedModelStrategy
+from components.csv_example_gen import CsvExampleGen, CsvOptions
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
 from pipeline import constants
 from pipeline.evaluation.eval_config import build_eval_config
 from pipeline.spec import Spec
-from pipeline.version import TRAINER_CODE, TRANSFORM_CODE, code_fingerprint
+from pipeline.version import EXAMPLE_GEN_CODE, TRAINER_CODE, TRANSFORM_CODE, code_fingerprint
 
 PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
@@ -51,9 +52,24 @@ def _example_gen(spec: Spec, data_root=None):
             ]
         )
         output_config = None
-    cls = tfx.components.CsvExampleGen if data.format == "csv" else tfx.components.ImportExampleGen
-    return cls(
-        input_base=data_root or data.root, input_config=input_config, output_config=output_config
+    input_base = data_root or data.root
+    if data.format == "csv":
+        return CsvExampleGen(input_base, input_config, output_config, csv_options(spec))
+    return tfx.components.ImportExampleGen(
+        input_base=input_base, input_config=input_config, output_config=output_config
+    )
+
+
+def csv_options(spec: Spec) -> CsvOptions:
+    """How ExampleGen reads the spec's CSV: its missing-value tokens, and each column's type as
+    the modality or head reading it wants it (`csv_type`)."""
+    types = {i.column: i.modality_type.csv_type for i in spec.inputs}
+    types.update({o.column: o.head_type.csv_type for o in spec.outputs})
+    return CsvOptions(
+        na_values=spec.data.na_values,
+        column_na_values=dict(spec.data.column_na_values),
+        column_types={column: t for column, t in types.items() if t},
+        code=code_fingerprint(EXAMPLE_GEN_CODE),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.constants import DEFAULT_NA_VALUES
 from pipeline.cron import is_cron
 from preprocessing import HEAD_TYPES, MODALITIES
 from preprocessing.heads.base import label_name, label_present_name
@@ -40,6 +41,7 @@ from preprocessing.options import (
 )
 
 FORMATS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
+NA_KEYS = ("na_values", "na_values_extra", "column_na_values")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 PIPELINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -127,6 +129,8 @@ class DataSpec:
     hash_buckets: dict | None  # split name -> buckets, when ExampleGen splits by hash
     split_key: str | None = None  # hash on this column instead of the whole example
     schema: str | None = None  # a user-curated schema.pbtxt replaces the inferred schema
+    na_values: tuple = DEFAULT_NA_VALUES  # CSV cells meaning "no value" (besides empty ones)
+    column_na_values: dict = field(default_factory=dict)  # column -> its own tokens
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,12 @@ class Spec:
             data["split_key"] = self.data.split_key
         if self.data.schema:
             data["schema"] = self.data.schema
+        if self.data.format == "csv":
+            data["na_values"] = list(self.data.na_values)
+            if self.data.column_na_values:
+                data["column_na_values"] = {
+                    k: list(v) for k, v in self.data.column_na_values.items()
+                }
         outputs = []
         for o in self.outputs:
             out = {
@@ -394,11 +404,10 @@ class _Parser:
         if not isinstance(raw, dict):
             self.error("data", "missing: give at least data.path")
             return None
+        known = ("path", "format", "split", "split_key", "schema", *NA_KEYS)
         for key in raw:
-            if key not in {"path", "format", "split", "split_key", "schema"}:
-                self.error(
-                    f"data.{key}", "unknown key (known: path, format, split, split_key, schema)"
-                )
+            if key not in known:
+                self.error(f"data.{key}", f"unknown key (known: {', '.join(known)})")
         fmt = raw.get("format", "csv")
         if fmt not in FORMATS:
             self.error("data.format", f"must be one of {sorted(FORMATS)}, got {fmt!r}")
@@ -456,7 +465,40 @@ class _Parser:
             hash_buckets=hash_buckets,
             split_key=split_key,
             schema=schema,
+            **self._na_values(raw, fmt),
         )
+
+    def _na_values(self, raw: dict, fmt: str) -> dict:
+        """data.na_values (replaces the default tokens), data.na_values_extra (adds to them),
+        data.column_na_values ({column: tokens} instead of them, for that column)."""
+        if fmt != "csv":
+            for key in NA_KEYS:
+                if key in raw:
+                    self.error(f"data.{key}", "applies to CSV data only")
+            return {}
+
+        def tokens(key, value):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                self.error(key, f"must be a list of strings (quote YAML's null/NA), got {value!r}")
+                return ()
+            return tuple(dict.fromkeys(value))
+
+        na_values = tokens("data.na_values", raw.get("na_values", list(DEFAULT_NA_VALUES)))
+        na_values += tuple(
+            v
+            for v in tokens("data.na_values_extra", raw.get("na_values_extra", []))
+            if v not in na_values
+        )
+        columns = raw.get("column_na_values", {})
+        if not isinstance(columns, dict):
+            self.error("data.column_na_values", "must map column names to lists of strings")
+            columns = {}
+        return {
+            "na_values": na_values,
+            "column_na_values": {
+                str(c): tokens(f"data.column_na_values.{c}", v) for c, v in columns.items()
+            },
+        }
 
     # -- inputs ----------------------------------------------------------------------------------
     def _named_list(self, section: str, raw, allow_empty=False) -> list[tuple[str, dict]]:

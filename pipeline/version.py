@@ -1,6 +1,6 @@
 """Fingerprints of the code that shapes each artifact, for caching and model cards.
 
-The Transform and Trainer components name their code by module path (not a module file), so
+The ExampleGen, Transform and Trainer components name their code by module path (not a module file), so
 TFX cannot fingerprint it: each gets the digest of the code its executor imports from this
 project in its custom_config, so a change to that code invalidates its cached executions (as a
 spec change does) while editing anything else (the CLI, the reports, a runner) re-runs nothing.
@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSFORM_CODE = (
     "pipeline/__init__.py",
     "pipeline/env.py",
+    "pipeline/constants.py",
     "pipeline/cron.py",
     "pipeline/spec.py",
     "preprocessing",
@@ -27,10 +28,19 @@ TRANSFORM_CODE = (
 # the model contract its export records.
 TRAINER_CODE = (
     *TRANSFORM_CODE,
-    "pipeline/constants.py",
     "components/__init__.py",
     "components/baseline.py",
     "trainer",
+)
+
+# What ExampleGen's executor (components.csv_example_gen.Executor) imports from the project.
+EXAMPLE_GEN_CODE = (
+    "pipeline/__init__.py",
+    "pipeline/env.py",
+    "pipeline/constants.py",
+    "components/__init__.py",
+    "components/errors.py",
+    "components/csv_example_gen.py",
 )
 
 

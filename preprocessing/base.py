@@ -28,6 +28,9 @@ class Modality(Configurable):
     kind = "modality"
     # Schema types a source column may have for this modality.
     schema_types: ClassVar[frozenset[str]] = frozenset({INT, FLOAT, BYTES})
+    # How a CSV column read by this modality is typed (None: from its values); see
+    # components/csv_example_gen.py.
+    csv_type: ClassVar[str | None] = None
 
     def output_names(self, item) -> list[str]:
         """Names of the transformed features this input produces."""

@@ -52,3 +52,52 @@ def card_evaluation():
             ],
         },
     }
+
+
+# Users' column names, as their files have them: spaces, parentheses, dots, slashes, non-ASCII
+# letters, a leading digit.
+MESSY_COLUMNS = {
+    "Title": "Título",
+    "Year": "Year (release)",
+    "Runtime": "Runtime (min)",
+    "Reviews": "reviews.count",
+    "MPAA": "MPAA/rating",
+    "Cast": "1st-billed cast",
+    "Meter": "Tomato meter",
+    "Oscars": "Oscars won",
+    "Genre": "Genre(s)",
+}
+MESSY_LABELS = (("Tomato meter", 0), ("Oscars won", 1), ("Genre(s)", 2))  # row % 3 masked
+NA_TOKENS = ("NA", "N/A", "null", "", "NaN", "None")
+
+
+def write_messy_movies(csv_path, fixture_csv, fixture_spec):
+    """The movies fixture as users' files come: awkward column names, missing values written as
+    tokens (NA, N/A, null, ...) in numeric, categorical and label columns, and each head's label
+    missing on a different third of the rows (row i % 3 == 0, 1, 2). Returns the spec (a dict)
+    reading it; Runtime holds integers only, as in the fixture."""
+    import pandas as pd
+    import yaml
+
+    frame = pd.read_csv(fixture_csv, dtype=str, keep_default_na=False)
+    frame = frame.rename(columns=MESSY_COLUMNS)
+    for i in range(len(frame)):
+        token = NA_TOKENS[i % len(NA_TOKENS)]
+        for column, part in MESSY_LABELS:
+            if i % 3 == part:
+                frame.loc[i, column] = token
+        if i % 7 == 3:
+            frame.loc[i, "Runtime (min)"] = "NA"
+        if i % 11 == 5:
+            frame.loc[i, "reviews.count"] = " null "
+        if frame.loc[i, "MPAA/rating"] == "" and i % 2:
+            frame.loc[i, "MPAA/rating"] = "N/A"
+    frame.to_csv(csv_path, index=False)
+    with open(fixture_spec) as f:
+        raw = yaml.safe_load(f)
+    raw["data"]["path"] = str(csv_path)
+    for section in ("inputs", "outputs", "slices"):
+        for item in raw[section]:
+            column = item.get("column", item["name"])
+            item["column"] = MESSY_COLUMNS.get(column, column)
+    return raw

@@ -3,15 +3,15 @@
 Signatures:
 - serving_default(examples: serialized raw tf.Example, no labels needed) -> {head: prediction,
   <multiclass head>_class, <multilabel head>_labels}.
-- serving_raw(<input column>: [batch] raw values, by name) -> the same dict; for TensorFlow
-  Serving's REST/JSON API (`{"signature_name": "serving_raw", "instances": [{...}]}`).
+- serving_raw(<input name>: [batch] raw values) -> the same dict; for TensorFlow Serving's
+  REST/JSON API (`{"signature_name": "serving_raw", "instances": [{"title": ..., ...}]}`). Each
+  input is named by its spec `name` (an identifier), not by its column: a column such as
+  `Runtime (min)` cannot name a TensorFlow input.
 - transform_features(examples) -> every transformed feature, labels and slices included (TFMA).
 An input absent from an example is handled as missing: the model's learned "missing" vector.
 """
 
 from __future__ import annotations
-
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -20,8 +20,6 @@ from components.baseline import write_contract
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
 from trainer.data import input_feature_names
-
-_NAME_OK = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\-/]*$")
 
 
 def _with_defaults(feature_spec: dict) -> dict:
@@ -40,10 +38,15 @@ def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
     """[batch] raw values -> what the transform layer expects for this raw feature."""
     if isinstance(feature, tf.io.FixedLenFeature):
         return tf.reshape(values, [-1, 1])
-    # VarLen: one value per row, an empty string is a missing value.
+    # VarLen: one value per row; an empty string, or a NaN for a float, is a missing value.
     n = tf.shape(values, out_type=tf.int64)[0]
     rows = tf.range(n)
-    keep = tf.not_equal(values, "") if values.dtype == tf.string else tf.ones_like(rows, tf.bool)
+    if values.dtype == tf.string:
+        keep = tf.not_equal(values, "")
+    elif values.dtype.is_floating:
+        keep = tf.logical_not(tf.math.is_nan(values))
+    else:
+        keep = tf.ones_like(rows, tf.bool)
     indices = tf.stack(
         [tf.boolean_mask(rows, keep), tf.zeros_like(tf.boolean_mask(rows, keep))], axis=1
     )
@@ -88,20 +91,25 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
     def transform_features(examples):
         return exporter.tft_layer(tf.io.parse_example(examples, exporter.raw_spec))
 
-    columns = sorted(exporter.input_raw_spec)
-    bad = [c for c in columns if not _NAME_OK.match(c)]
-    signatures = {"serving_default": serving_default, "transform_features": transform_features}
-    if not bad:  # a column name TensorFlow cannot use as an input name gets no tensor signature
-        specs = [tf.TensorSpec([None], exporter.input_raw_spec[c].dtype, name=c) for c in columns]
+    inputs = sorted(
+        (i for i in spec.inputs if i.column in exporter.input_raw_spec), key=lambda i: i.name
+    )
+    specs = [
+        tf.TensorSpec([None], exporter.input_raw_spec[i.column].dtype, name=i.name) for i in inputs
+    ]
 
-        @tf.function(input_signature=specs)
-        def serving_raw(*values):
-            raw = {
-                c: _raw_tensor(v, exporter.input_raw_spec[c])
-                for c, v in zip(columns, values, strict=True)
-            }
-            return exporter.predict(raw)
+    @tf.function(input_signature=specs)
+    def serving_raw(*values):
+        raw = {
+            i.column: _raw_tensor(v, exporter.input_raw_spec[i.column])
+            for i, v in zip(inputs, values, strict=True)
+        }
+        return exporter.predict(raw)
 
-        signatures["serving_raw"] = serving_raw
+    signatures = {
+        "serving_default": serving_default,
+        "serving_raw": serving_raw,
+        "transform_features": transform_features,
+    }
     tf.saved_model.save(exporter, export_dir, signatures=signatures)
     write_contract(export_dir)

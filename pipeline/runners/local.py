@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass
 
@@ -176,7 +177,7 @@ class LocalRunner(Runner):
         )
 
     def run(self, spec: Spec, args) -> int:
-        from components.data_gate import DataValidationError
+        from components.errors import DataValidationError
         from pipeline.evaluation.report import print_run
 
         configure_logging(args.verbose)
@@ -201,7 +202,9 @@ class LocalRunner(Runner):
             cause = _find_cause(e, DataValidationError)
             if cause is None:
                 raise
-            print(f"\nerror: {cause}", file=sys.stderr)
+            # Beam appends the step a DoFn's error came from; the message names the file already.
+            message = re.sub(r" \[while running '[^']*'\]$", "", str(cause))
+            print(f"\nerror: {message}", file=sys.stderr)
             return 3
         print_run(spec, latest_run_outputs(paths.metadata_path), paths.metadata_path)
         return 0

@@ -67,6 +67,8 @@ class HeadType(Configurable):
     metric_table: ClassVar[dict[str, Metric]]
     primary: ClassVar[str]  # the metric that says how good the head is, in one number
     schema_types: ClassVar[frozenset[str]] = frozenset({INT, FLOAT, BYTES})
+    # How a CSV label column is typed (None: from its values); see components/csv_example_gen.py.
+    csv_type: ClassVar[str | None] = None
     accepts_class_weights: ClassVar[bool] = False
     # TFMA metrics reported for every head of the type, never gated.
     tfma_extras: ClassVar[tuple[str, ...]] = ("ExampleCount",)

@@ -15,6 +15,7 @@ class Regression(HeadType):
     doc = "a number (float label); the loss is computed on standardized values"
     losses = ("mse", "huber", "mae")
     schema_types = frozenset({INT, FLOAT})
+    csv_type = FLOAT  # a column of integers today may hold 181.5 tomorrow
     primary = "mae"
     metric_table = {
         "mae": Metric(

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from preprocessing.base import (
+    BYTES,
     EMBEDDING_DIM,
     MISSING_TOKEN,
     Modality,
@@ -18,6 +19,7 @@ from preprocessing.registry import MODALITIES
 class Categorical(Modality):
     name = "categorical"
     doc = "one value of a set (string or int): a vocabulary id, an embedding"
+    csv_type = BYTES  # codes stay strings: 02139 keeps its zero
     options = {
         **vocabulary_options(top_k=1000, frequency_threshold=1),
         "embedding_dim": EMBEDDING_DIM,

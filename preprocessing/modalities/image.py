@@ -14,6 +14,7 @@ class Image(Modality):
     name = "image"
     doc = "PNG/JPEG bytes: decoded, resized, scaled to [0, 1]; a small CNN"
     schema_types = frozenset({BYTES})
+    csv_type = BYTES  # whatever the cells look like
     options = {
         "height": Option(32, "pixels after resizing", Integer(1)),
         "width": Option(32, "pixels after resizing", Integer(1)),

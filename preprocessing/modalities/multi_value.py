@@ -31,6 +31,7 @@ class MultiValue(Modality):
     name = "multi_value"
     doc = "a delimited list of names: a vocabulary over the values, an embedding bag"
     schema_types = frozenset({BYTES})
+    csv_type = BYTES  # whatever the cells look like
     options = {
         "delimiter": Option(",", "what separates the values in a cell", String()),
         "encoding": Option(

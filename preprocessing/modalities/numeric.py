@@ -12,6 +12,7 @@ class Numeric(Modality):
     name = "numeric"
     doc = "a number (int or float): scaled on the training split, missing values imputed"
     schema_types = frozenset({INT, FLOAT})
+    csv_type = FLOAT  # a column of integers today may hold 181.5 tomorrow
     options = {
         "scaling": Option(
             "zscore",

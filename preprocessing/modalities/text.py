@@ -28,6 +28,7 @@ class Text(Modality):
     name = "text"
     doc = "free text: word tokens, a vocabulary, an embedding and a sequence encoder"
     schema_types = frozenset({BYTES})
+    csv_type = BYTES  # whatever the cells look like
     options = {
         **vocabulary_options(top_k=20000, frequency_threshold=2),
         "max_length": Option(32, f"tokens: {MAX_LENGTH_DOC}", Integer(1)),

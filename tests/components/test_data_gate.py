@@ -144,3 +144,19 @@ def test_anomalies_against_a_curated_schema(good, tmp_path):
     assert "MPAA" in anomalies.anomaly_info
     assert any("column 'MPAA'" in w for w in warnings)
     assert not any("column 'MPAA'" in e for e in errors)
+
+
+def test_anomalies_on_names_tfdv_quotes_are_reported_by_column():
+    """TFDV keys an anomaly on 'Runtime (min)' as "'Runtime (min)'" (and doubles a quote)."""
+    from components.data_gate import _column_of
+
+    names = ["Runtime (min)", "it's.x", "plain name"]
+    schema = tfdv.infer_schema(
+        tfdv.generate_statistics_from_dataframe(pd.DataFrame({n: [1.0, 2.0] for n in names}))
+    )
+    anomalies = tfdv.validate_statistics(
+        tfdv.generate_statistics_from_dataframe(pd.DataFrame({n: ["a", "b"] for n in names})),
+        schema,
+    )
+    assert "'Runtime (min)'" in anomalies.anomaly_info  # TFDV's own key
+    assert sorted(_column_of(k) for k in anomalies.anomaly_info) == sorted(names)

@@ -7,7 +7,13 @@ import sys
 import pytest
 from conftest import REPO
 
-from pipeline.version import TRAINER_CODE, TRANSFORM_CODE, code_fingerprint, covered_files
+from pipeline.version import (
+    EXAMPLE_GEN_CODE,
+    TRAINER_CODE,
+    TRANSFORM_CODE,
+    code_fingerprint,
+    covered_files,
+)
 
 IMPORTED = """
 import sys, os
@@ -36,7 +42,11 @@ def imported_files(module: str) -> set[str]:
 
 @pytest.mark.parametrize(
     "module, paths",
-    [("preprocessing.transform", TRANSFORM_CODE), ("trainer.task", TRAINER_CODE)],
+    [
+        ("components.csv_example_gen", EXAMPLE_GEN_CODE),
+        ("preprocessing.transform", TRANSFORM_CODE),
+        ("trainer.task", TRAINER_CODE),
+    ],
 )
 def test_each_fingerprint_covers_what_its_entry_point_imports(module, paths):
     imported = imported_files(module)
@@ -46,7 +56,7 @@ def test_each_fingerprint_covers_what_its_entry_point_imports(module, paths):
 
 
 def test_the_cli_reports_and_runners_are_in_no_fingerprint():
-    for paths in (TRANSFORM_CODE, TRAINER_CODE):
+    for paths in (EXAMPLE_GEN_CODE, TRANSFORM_CODE, TRAINER_CODE):
         files = covered_files(paths)
         assert "pipeline/cli.py" not in files
         assert not any(f.startswith(("pipeline/evaluation/", "pipeline/runners/")) for f in files)

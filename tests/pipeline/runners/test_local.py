@@ -18,6 +18,7 @@ from conftest import (
     REPO,
     TEST_BEAM_ARGS,
 )
+from helpers import MESSY_LABELS, write_messy_movies
 
 from pipeline.evaluation.report import load_training_report
 from pipeline.runners.beam import BeamOptions, beam_args
@@ -41,27 +42,18 @@ COMPONENTS = [
 ]
 
 
-PARTIAL = (("Meter", 0), ("Oscars", 1), ("Genre", 2))  # blank each label on a third of rows
-
-
 @pytest.fixture(scope="module")
 def movies_run(tmp_path_factory, beam_job_server):
     """The fixture pipeline with every Beam step on the PortableRunner, through a Job API server
     (as on Flink or Spark); the digits and CLI runs below use the DirectRunner.
 
-    Its data is the movies fixture with partial labels, as multi-task data comes: each head's
-    label is blank on a different third of the rows (rows i % 3 == 0, 1, 2)."""
+    Its data is the movies fixture as users' files come (tests/helpers.py): awkward column names,
+    missing values written as NA, N/A, null, ... and each head's label missing on a different
+    third of the rows. No hand cleaning."""
     endpoint, _ = beam_job_server
     out = tmp_path_factory.mktemp("movies_run")
-    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
-    rows = np.arange(len(frame))
-    for column, part in PARTIAL:
-        frame.loc[rows % 3 == part, column] = ""
-    frame.to_csv(out / "partial.csv", index=False)
-    with open(MOVIES_FIXTURE_SPEC) as f:
-        raw = yaml.safe_load(f)
-    raw["data"]["path"] = str(out / "partial.csv")
-    (out / "movies.yaml").write_text(yaml.safe_dump(raw))
+    raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
+    (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     spec = load_spec(str(out / "movies.yaml"))
     portable = beam_args(
         BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
@@ -135,17 +127,17 @@ def test_transformed_examples_hold_every_input_and_label(movies_run):
 
 def test_bad_column_stops_run_before_transform(movies_run, tmp_path):
     """A wrong-typed column against the curated schema: readable error, no Transform."""
-    _, _, outputs = movies_run
+    spec, _, outputs = movies_run
     curated = tmp_path / "schema.pbtxt"
     shutil.copy(os.path.join(outputs["SchemaGen"]["schema"][0].uri, "schema.pbtxt"), curated)
-    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
-    frame.loc[4, "Runtime"] = "two hours"
-    frame.to_csv(tmp_path / "movies.csv", index=False)
-    with open(MOVIES_FIXTURE_SPEC) as f:
+    with open(spec.source, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
+    frame = pd.read_csv(raw["data"]["path"], dtype=str, keep_default_na=False)
+    frame.loc[4, "Runtime (min)"] = "two hours"
+    frame.to_csv(tmp_path / "movies.csv", index=False)
     raw["name"] = "movies_bad"
     raw["data"].update(path="movies.csv", schema="schema.pbtxt")
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
 
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     result = subprocess.run(
@@ -172,8 +164,8 @@ def test_bad_column_stops_run_before_transform(movies_run, tmp_path):
     bad_csv = str(tmp_path / "movies.csv")
     # ExampleValidator's anomaly against the curated schema, with the file, line and column.
     assert (
-        f"{bad_csv} (split 'train'): column 'Runtime': Unexpected data type: Expected data "
-        "of type: INT but got STRING"
+        f"{bad_csv} (split 'train'): column 'Runtime (min)': Unexpected data type: Expected "
+        "data of type: FLOAT but got STRING"
     ) in err
     assert f"{bad_csv} line 6: 'two hours'" in err
     assert "Traceback" not in err
@@ -189,7 +181,8 @@ def raw_eval_examples(outputs, drop_columns=(), limit=40):
     for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
         example = tf.train.Example.FromString(r.numpy())
         for column in drop_columns:
-            del example.features.feature[column]
+            if column in example.features.feature:  # a missing label is an absent feature
+                del example.features.feature[column]
         records.append(example.SerializeToString())
     return records
 
@@ -226,13 +219,16 @@ def test_exported_model_serves_every_head_from_raw_examples(movies_run):
         values = list(getattr(f, kind).value) if kind else []
         if dtype == tf.string:
             return values[0] if values else b""
-        return values[0] if values else 0
+        return values[0] if values else float("nan")  # serving_raw's "missing" for a number
 
     raw_fn = served.signatures["serving_raw"]
+    column = {i.name: i.column for i in spec.inputs}
     kwargs = {}
     for name, spec_ in raw_fn.structured_input_signature[1].items():
-        kwargs[name] = tf.constant([value(e, name, spec_.dtype) for e in parsed], dtype=spec_.dtype)
-    assert set(kwargs) == spec.input_columns()
+        kwargs[name] = tf.constant(
+            [value(e, column[name], spec_.dtype) for e in parsed], dtype=spec_.dtype
+        )
+    assert set(kwargs) == set(column)
     raw_out = raw_fn(**kwargs)
     assert np.allclose(raw_out["meter"].numpy(), out["meter"].numpy()[:3], atol=1e-3)
     assert np.allclose(raw_out["genre"].numpy(), genre[:3], atol=1e-4)
@@ -241,6 +237,52 @@ def test_exported_model_serves_every_head_from_raw_examples(movies_run):
         examples=tf.constant(raw_eval_examples(outputs, limit=5))
     )
     assert {"meter_label", "oscar_label", "genre_label", "slice_decade"} <= set(transformed)
+
+
+def test_numbers_stay_float_and_awkward_columns_serve_by_input_name(movies_run):
+    """'Runtime (min)' held only integers (and NA tokens) in training; the schema, the parser and
+    both signatures take 181.5, and serving_raw names it by its input name, `runtime`."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+    from tfx.utils import io_utils
+
+    spec, _, outputs = movies_run
+    cells = pd.read_csv(spec.data.path, dtype=str, keep_default_na=False)["Runtime (min)"]
+    assert {"NA"} < set(cells) and all(c.isdigit() for c in cells if c not in ("", "NA"))
+    schema = io_utils.parse_pbtxt_file(
+        os.path.join(outputs["SchemaGen"]["schema"][0].uri, "schema.pbtxt"), schema_pb2.Schema()
+    )
+    types = {f.name: f.type for f in schema.feature}
+    assert types["Runtime (min)"] == schema_pb2.FLOAT and types["Tomato meter"] == schema_pb2.FLOAT
+    assert types["MPAA/rating"] == schema_pb2.BYTES
+
+    served = load_served(outputs)
+    examples = [tf.train.Example.FromString(e) for e in raw_eval_examples(outputs, limit=4)]
+    for e in examples:
+        e.features.feature["Runtime (min)"].float_list.value[:] = [181.5]
+    by_example = served.signatures["serving_default"](
+        examples=tf.constant([e.SerializeToString() for e in examples])
+    )
+    raw_fn = served.signatures["serving_raw"]
+    names = set(raw_fn.structured_input_signature[1])
+    assert names == {i.name for i in spec.inputs}  # identifiers, not 'Runtime (min)'
+
+    def cell(example, column, dtype):
+        feature = example.features.feature.get(column)
+        kind = feature.WhichOneof("kind") if feature is not None else None
+        values = list(getattr(feature, kind).value) if kind else []
+        if values:
+            return values[0]
+        return b"" if dtype == tf.string else float("nan")  # the documented "missing"
+
+    kwargs = {}
+    for i in spec.inputs:
+        dtype = raw_fn.structured_input_signature[1][i.name].dtype
+        kwargs[i.name] = tf.constant([cell(e, i.column, dtype) for e in examples], dtype=dtype)
+    assert kwargs["runtime"].dtype == tf.float32
+    by_name = raw_fn(**kwargs)
+    for head in ("meter", "oscar", "genre"):
+        assert np.all(np.isfinite(by_example[head].numpy()))
+        assert np.allclose(by_name[head].numpy(), by_example[head].numpy(), atol=1e-4), head
 
 
 def test_training_report_compares_every_head_with_its_trivial_baseline(movies_run):
@@ -383,11 +425,10 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
         d: os.stat(os.path.join(registry.model_dir(spec.name), d)).st_mtime
         for d in os.listdir(registry.model_dir(spec.name))
     }
-    with open(MOVIES_FIXTURE_SPEC) as f:
+    with open(spec.source, encoding="utf-8") as f:
         raw = yaml.safe_load(f)
-    raw["data"]["path"] = MOVIES_FIXTURE_CSV
     raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 0.01}]  # impossible
-    (tmp_path / "impossible.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "impossible.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     result = cli_run(tmp_path / "impossible.yaml", output)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NOT blessed" in result.stdout
@@ -402,7 +443,7 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
 
     raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 40.0, "max_regression": 10.0}]
     raw["training"]["learning_rate"] = 0.002  # a new model, compared with version 1
-    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(raw))
+    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     result = cli_run(tmp_path / "retrain.yaml", output)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Blessed: every head passed its gates." in result.stdout, result.stdout[-3000:]
@@ -431,21 +472,24 @@ def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
     for split in ("train", "eval"):
         uri = outputs["CsvExampleGen"]["examples"][0].uri
         files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
-        counts = {"Meter": 0, "Oscars": 0, "Genre": 0, "rows": 0}
+        counts = dict.fromkeys([c for c, _ in MESSY_LABELS] + ["rows"], 0)
         for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
             example = tf.train.Example.FromString(record.numpy())
             counts["rows"] += 1
-            for column in ("Meter", "Oscars", "Genre"):
+            for column, _ in MESSY_LABELS:
                 feature = example.features.feature.get(column)
                 kind = feature.WhichOneof("kind") if feature is not None else None
                 counts[column] += bool(kind and getattr(feature, kind).value)
         labelled[split] = counts
-    assert labelled["train"]["rows"] + labelled["eval"]["rows"] == len(
-        pd.read_csv(MOVIES_FIXTURE_CSV)
-    )
+    original = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    assert labelled["train"]["rows"] + labelled["eval"]["rows"] == len(original)
+    # Every token (NA, N/A, null, NaN, None, empty) was read as missing, and nothing else was.
+    for (column, part), source in zip(MESSY_LABELS, ("Meter", "Oscars", "Genre"), strict=True):
+        expected = sum(i % 3 != part and v != "" for i, v in enumerate(original[source]))
+        assert labelled["train"][column] + labelled["eval"][column] == expected, column
     report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     summary = EvaluationSummary.from_tfma(outputs["Evaluator"]["evaluation"][0].uri)
-    for head, column in (("meter", "Meter"), ("oscar", "Oscars"), ("genre", "Genre")):
+    for head, (column, _) in zip(("meter", "oscar", "genre"), MESSY_LABELS, strict=True):
         assert report["heads"][head]["train_examples"] == labelled["train"][column], head
         assert report["heads"][head]["eval_examples"] == labelled["eval"][column], head
         assert labelled["eval"][column] < 0.75 * labelled["eval"]["rows"]  # a third masked
