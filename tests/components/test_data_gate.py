@@ -160,3 +160,25 @@ def test_anomalies_on_names_tfdv_quotes_are_reported_by_column():
     )
     assert "'Runtime (min)'" in anomalies.anomaly_info  # TFDV's own key
     assert sorted(_column_of(k) for k in anomalies.anomaly_info) == sorted(names)
+
+
+def test_a_head_whose_eval_labels_are_all_missing_is_stopped_by_name(tmp_path):
+    """Train has oscar labels, eval none (written as NA, read as missing by CsvExampleGen): the
+    gate names the head, the column and the counts; the other heads pass."""
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    train, evaluation = frame.iloc[:300], frame.iloc[300:].copy()
+    evaluation["Oscars"] = ""
+    train.to_csv(tmp_path / "train.csv", index=False)
+    evaluation.to_csv(tmp_path / "eval.csv", index=False)
+    spec = spec_on(tmp_path, "movies.csv")
+    stats = {
+        "train": stats_schema(tmp_path / "train.csv")[0],
+        "eval": stats_schema(tmp_path / "eval.csv")[0],
+    }
+    schema = stats_schema(tmp_path / "train.csv")[1]
+    errors, _ = check_data(spec, schema, stats, {})
+    assert errors == [
+        f"{tmp_path / 'movies.csv'}: output 'oscar' (column 'Oscars') has 0 labelled "
+        "example(s) of 100 in split 'eval', fewer than its min_labelled (10): it can be "
+        "neither trained nor evaluated"
+    ]
