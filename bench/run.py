@@ -774,11 +774,13 @@ def summary(results) -> str:
             lines.append(
                 f"| 5 | - same, multilabel loss_weight {point['loss_weight']} | {point['time_multi_over_sum_single']:.2f}x time ({point['multi_epochs']} epochs); vs single-head: {changes} | <= 0.5x, each head within 2% | {'yes' if point['met'] else 'no'} |"
             )
-    if "partial" in results:
-        r = results["partial"]
+    for key, label in (("partial_before", "before: mask only; "), ("partial", "")):
+        if key not in results:
+            continue
+        r = results[key]
         for head, v in r["heads"].items():
             lines.append(
-                f"| 7 | partial labels ({v['hidden_rate']:.0%} of {head}'s train labels hidden, other heads other rows): {head} {v['metric']}, each head on its labelled rows / complete rows only ({v['train_rows_mask']} / {v['train_rows_complete']} rows; same {v['eval_rows']} eval rows; seeds {r['seeds']}) | {v['mask_mean']} ± {v['mask_sd']} vs {v['complete_mean']} ± {v['complete_sd']} (gain {v['gain_mean']:+.4f} ± {v['gain_sd']}) | better | {'yes' if v['gain_mean'] > 0 else 'no'} |"
+                f"| 7 | {label}partial labels ({v['hidden_rate']:.0%} of {head}'s train labels hidden, other heads other rows): {head} {v['metric']}, each head on its labelled rows / complete rows only ({v['train_rows_mask']} / {v['train_rows_complete']} rows; same {v['eval_rows']} eval rows; seeds {r['seeds']}) | {v['mask_mean']} ± {v['mask_sd']} vs {v['complete_mean']} ± {v['complete_sd']} (gain {v['gain_mean']:+.4f} ± {v['gain_sd']}) | better | {'yes' if v['gain_mean'] > 0 else 'no'} |"
             )
     if "penguin" in results:
         r = results["penguin"]

@@ -16,7 +16,7 @@ What it does differently from TFX's CSV executor:
   its own, and a column that is integer in one split and decimal in the other breaks the schema).
 - **Readable errors** (`DataValidationError`, printed by the runners as they are): an empty or
   header-only file, duplicate or blank column names, a row with a wrong number of cells, a quoted
-  field left open (a cut file), bytes that are not UTF-8 - each with the file and line.
+  field left open (a cut file), bytes the file's encoding (`data.encoding`, default UTF-8) cannot decode - each with the file and line.
 - Cells of any size (TFX stops at Python's 128 KB field limit); a UTF-8 byte-order mark is skipped.
 """
 
@@ -59,9 +59,9 @@ class CsvOptions:
     na_values: tuple = DEFAULT_NA_VALUES
     column_na_values: dict = field(default_factory=dict)  # column -> its own tokens
     column_types: dict = field(default_factory=dict)  # column -> FLOAT | BYTES (else inferred)
-    code: str = (
-        ""  # the reader's code fingerprint: a change re-runs ExampleGen, as TFX can't see it
-    )
+    encoding: str = "utf-8"  # data.encoding
+    # The reader's code fingerprint: a change re-runs ExampleGen (TFX cannot see this code).
+    code: str = ""
 
     def missing_tokens(self, column: str) -> frozenset:
         """Cells (compared after stripping spaces) that mean "no value" in this column."""
@@ -74,6 +74,7 @@ class CsvOptions:
                 "na_values": list(self.na_values),
                 "column_na_values": {k: list(v) for k, v in self.column_na_values.items()},
                 "column_types": dict(self.column_types),
+                "encoding": self.encoding,
                 "code": self.code,
             }
         )
@@ -94,12 +95,13 @@ class CsvOptions:
             na_values=tuple(values.get("na_values", DEFAULT_NA_VALUES)),
             column_na_values={k: tuple(v) for k, v in values.get("column_na_values", {}).items()},
             column_types=dict(values.get("column_types", {})),
+            encoding=values.get("encoding", "utf-8"),
         )
 
 
 # -- reading files --------------------------------------------------------------------------------
 @contextlib.contextmanager
-def _text_lines(path: str):
+def _text_lines(path: str, encoding: str = "utf-8"):
     """The file's lines as text, decoded one by one so that a bad byte is reported on its line;
     a UTF-8 byte-order mark is dropped."""
     with beam.io.filesystems.FileSystems.open(path, compression_type="uncompressed") as f:
@@ -107,23 +109,24 @@ def _text_lines(path: str):
         def lines():
             for number, raw in enumerate(f, start=1):
                 try:
-                    text = raw.decode("utf-8")
+                    text = raw.decode(encoding)
                 except UnicodeDecodeError as e:
                     byte = e.object[e.start : e.start + 1].hex()
                     raise DataValidationError(
-                        f"{path}, line {number}: not UTF-8 text (byte 0x{byte}); is it a CSV "
-                        "file? Save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+                        f"{path}, line {number}: not {encoding} text (byte 0x{byte}); if it is a "
+                        "CSV file in another encoding, name it (e.g. `data.encoding: latin-1` "
+                        "in the spec)"
                     ) from None
                 yield text.lstrip("\ufeff") if number == 1 else text
 
         yield lines()
 
 
-def read_header(path: str) -> list[str]:
+def read_header(path: str, encoding: str = "utf-8") -> list[str]:
     """The file's column names; stops on an empty or unreadable file and on duplicate or blank
     names (which would silently feed one column's values to another's feature)."""
     try:
-        with _text_lines(path) as lines:
+        with _text_lines(path, encoding) as lines:
             header = next(csv.reader(lines, strict=True), None)
     except csv.Error as e:
         raise DataValidationError(
@@ -146,10 +149,12 @@ def read_header(path: str) -> list[str]:
     return header
 
 
-def iter_rows(path: str, n_columns: int) -> Iterator[tuple[int, list[str]]]:
+def iter_rows(
+    path: str, n_columns: int, encoding: str = "utf-8"
+) -> Iterator[tuple[int, list[str]]]:
     """(line number where the row starts, cells) for every non-blank row after the header."""
     line = 1
-    with _text_lines(path) as lines:
+    with _text_lines(path, encoding) as lines:
         reader = csv.reader(lines, strict=True)
         try:
             next(reader, None)
@@ -234,8 +239,8 @@ def _files(input_base: str, pattern: str) -> list[str]:
     return sorted(tf.io.gfile.glob(os.path.join(input_base, pattern)))
 
 
-def _has_rows(path: str, n_columns: int) -> bool:
-    return next(iter_rows(path, n_columns), None) is not None
+def _has_rows(path: str, n_columns: int, encoding: str) -> bool:
+    return next(iter_rows(path, n_columns, encoding), None) is not None
 
 
 def check_files(split_files: list[str], other_files: list[str], options: CsvOptions) -> list[str]:
@@ -243,7 +248,7 @@ def check_files(split_files: list[str], other_files: list[str], options: CsvOpti
     the message reaches the user as it is) and that the split has at least one row."""
     header, first = None, None
     for path in split_files + other_files:
-        names = read_header(path)
+        names = read_header(path, options.encoding)
         if header is None:
             header, first = names, path
         elif names != header:
@@ -257,7 +262,7 @@ def check_files(split_files: list[str], other_files: list[str], options: CsvOpti
             f"data.column_na_values names column(s) {unknown} that {first} does not have; "
             f"its columns: {header}"
         )
-    if not any(_has_rows(path, len(header)) for path in split_files):
+    if not any(_has_rows(path, len(header), options.encoding) for path in split_files):
         raise DataValidationError(
             f"{', '.join(split_files)}: a header line but no rows; "
             "the data has nothing to train or evaluate on"
@@ -266,11 +271,11 @@ def check_files(split_files: list[str], other_files: list[str], options: CsvOpti
 
 
 class _ReadRows(beam.DoFn):
-    def __init__(self, n_columns: int):
-        self._n_columns = n_columns
+    def __init__(self, n_columns: int, encoding: str):
+        self._n_columns, self._encoding = n_columns, encoding
 
     def process(self, path: str):
-        for _, cells in iter_rows(path, self._n_columns):
+        for _, cells in iter_rows(path, self._n_columns, self._encoding):
             yield cells
 
 
@@ -313,13 +318,17 @@ def _CsvToExample(pipeline, exec_properties: dict, split_pattern: str):  # noqa:
     header = check_files(split_files, other_files, options)
     n = len(header)
 
-    rows = pipeline | "SplitFiles" >> beam.Create(split_files) | "Read" >> beam.ParDo(_ReadRows(n))
+    rows = (
+        pipeline
+        | "SplitFiles" >> beam.Create(split_files)
+        | "Read" >> beam.ParDo(_ReadRows(n, options.encoding))
+    )
     typed_from = rows
     if other_files:
         others = (
             pipeline
             | "OtherSplitsFiles" >> beam.Create(other_files)
-            | "ReadOtherSplits" >> beam.ParDo(_ReadRows(n))
+            | "ReadOtherSplits" >> beam.ParDo(_ReadRows(n, options.encoding))
         )
         typed_from = (rows, others) | "AllRows" >> beam.Flatten()
     kinds = (

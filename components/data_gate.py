@@ -181,11 +181,11 @@ def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int 
     missing = frozenset(spec.data.column_na_values.get(column, spec.data.na_values)) | {""}
     for pattern in spec.data.patterns.values():
         for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
-            header = read_header(path)
+            header = read_header(path, spec.data.encoding)
             if column not in header:
                 continue
             index = header.index(column)
-            for line, cells in iter_rows(path, len(header)):
+            for line, cells in iter_rows(path, len(header), spec.data.encoding):
                 value = cells[index]
                 if empty:
                     bad = value.strip() in missing

@@ -68,6 +68,7 @@ def csv_options(spec: Spec) -> CsvOptions:
     return CsvOptions(
         na_values=spec.data.na_values,
         column_na_values=dict(spec.data.column_na_values),
+        encoding=spec.data.encoding,
         column_types={column: t for column, t in types.items() if t},
         code=code_fingerprint(EXAMPLE_GEN_CODE),
     )

@@ -10,6 +10,7 @@ components' custom_config) and is rebuilt with `Spec.from_dict()` inside the exe
 
 from __future__ import annotations
 
+import codecs
 import copy
 import dataclasses
 import datetime
@@ -41,7 +42,7 @@ from preprocessing.options import (
 )
 
 FORMATS = {"csv": "*.csv", "tfrecord": "*.tfrecord*"}
-NA_KEYS = ("na_values", "na_values_extra", "column_na_values")
+CSV_KEYS = ("na_values", "na_values_extra", "column_na_values", "encoding")
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 PIPELINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
@@ -131,6 +132,7 @@ class DataSpec:
     schema: str | None = None  # a user-curated schema.pbtxt replaces the inferred schema
     na_values: tuple = DEFAULT_NA_VALUES  # CSV cells meaning "no value" (besides empty ones)
     column_na_values: dict = field(default_factory=dict)  # column -> its own tokens
+    encoding: str = "utf-8"  # of the CSV files
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,7 @@ class Spec:
             data["schema"] = self.data.schema
         if self.data.format == "csv":
             data["na_values"] = list(self.data.na_values)
+            data["encoding"] = self.data.encoding
             if self.data.column_na_values:
                 data["column_na_values"] = {
                     k: list(v) for k, v in self.data.column_na_values.items()
@@ -404,7 +407,7 @@ class _Parser:
         if not isinstance(raw, dict):
             self.error("data", "missing: give at least data.path")
             return None
-        known = ("path", "format", "split", "split_key", "schema", *NA_KEYS)
+        known = ("path", "format", "split", "split_key", "schema", *CSV_KEYS)
         for key in raw:
             if key not in known:
                 self.error(f"data.{key}", f"unknown key (known: {', '.join(known)})")
@@ -465,17 +468,26 @@ class _Parser:
             hash_buckets=hash_buckets,
             split_key=split_key,
             schema=schema,
-            **self._na_values(raw, fmt),
+            **self._csv_options(raw, fmt),
         )
 
-    def _na_values(self, raw: dict, fmt: str) -> dict:
+    def _csv_options(self, raw: dict, fmt: str) -> dict:
         """data.na_values (replaces the default tokens), data.na_values_extra (adds to them),
-        data.column_na_values ({column: tokens} instead of them, for that column)."""
+        data.column_na_values ({column: tokens} instead of them, for that column), and
+        data.encoding (of the files; default utf-8)."""
         if fmt != "csv":
-            for key in NA_KEYS:
+            for key in CSV_KEYS:
                 if key in raw:
                     self.error(f"data.{key}", "applies to CSV data only")
             return {}
+        encoding = raw.get("encoding", "utf-8")
+        try:
+            encoding = codecs.lookup(encoding).name if isinstance(encoding, str) else None
+        except LookupError:
+            encoding = None
+        if encoding is None:
+            self.error("data.encoding", f"not an encoding Python knows: {raw['encoding']!r}")
+            encoding = "utf-8"
 
         def tokens(key, value):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -498,6 +510,7 @@ class _Parser:
             "column_na_values": {
                 str(c): tokens(f"data.column_na_values.{c}", v) for c, v in columns.items()
             },
+            "encoding": encoding,
         }
 
     # -- inputs ----------------------------------------------------------------------------------

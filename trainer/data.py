@@ -6,7 +6,11 @@ split out per head with TensorFlow ops only (no Python in the hot loop), prefetc
 
 A head's weight is 0 for an example without its label (`<head>_label_present`), so that example
 trains every other head and the shared layers but not this head; the loss's weight also carries
-the head's class weights, the metrics' weight only the mask.
+the head's class weights, the metrics' weight only the mask. The loss's weight is divided by the
+head's labelled fraction of the training split: Keras averages a loss over the whole batch, so a
+head labelled on 36% of the rows would otherwise weigh 0.36x its `loss_weight` against the others;
+this way each head's loss is the mean over its labelled examples (in expectation), whatever the
+fraction (measured in `make bench`, part 7).
 """
 
 from __future__ import annotations
@@ -68,11 +72,18 @@ def make_dataset(
         w = {}
         for t, h in heads:
             mask = parsed[h.label_present]
-            own = t.label_weight(raw[h.name], h, info) if weights == "loss" else None
-            w[h.name] = mask if own is None else mask * own
+            if weights == "loss":
+                mask = mask / max(info.labelled_fraction.get(h.name, 1.0), MIN_FRACTION)
+                own = t.label_weight(raw[h.name], h, info)
+                mask = mask if own is None else mask * own
+            w[h.name] = mask
         return x, y, w
 
     return ds.map(split, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+# A head labelled on fewer rows than this fraction is not weighted up further.
+MIN_FRACTION = 0.01
 
 
 # Cache a split in memory when its compressed files are at most this big (records take a few
@@ -89,7 +100,18 @@ def should_cache(file_pattern, setting) -> bool:
     return size <= CACHE_LIMIT_BYTES
 
 
-def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: int = 51200) -> dict:
+class Labels(dict):
+    """{head: numpy labels of the examples that have one}; `rows`: how many examples were read."""
+
+    rows: int = 0
+
+    def labelled_fraction(self) -> dict:
+        return {h: len(v) / self.rows for h, v in self.items()} if self.rows else {}
+
+
+def collect_labels(
+    file_pattern, spec: Spec, feature_spec: dict, max_examples: int = 51200
+) -> Labels:
     """{head: numpy labels of the examples that have one} among the first `max_examples`
     examples, read without shuffling."""
     names = [n for h in spec.outputs for n in (label_name(h.name), h.label_present)]
@@ -98,11 +120,15 @@ def collect_labels(file_pattern, spec: Spec, feature_spec: dict, max_examples: i
     label_spec = {n: feature_spec[n] for n in names}
     ds = ds.map(lambda s: tf.io.parse_example(s, label_spec))
     values = {h.name: [] for h in spec.outputs}
+    rows = 0
     for batch in ds:
+        rows += len(batch[label_name(spec.outputs[0].name)])
         for h in spec.outputs:
             present = batch[h.label_present].numpy() > 0.5
             values[h.name].append(batch[label_name(h.name)].numpy()[present])
-    return {h: np.concatenate(v) if v else np.zeros([0]) for h, v in values.items()}
+    labels = Labels({h: np.concatenate(v) if v else np.zeros([0]) for h, v in values.items()})
+    labels.rows = rows
+    return labels
 
 
 def head_stats(labels: dict, spec: Spec, info) -> dict:

@@ -24,6 +24,8 @@ class FeatureInfo:
     vocabularies: dict = field(default_factory=dict)  # name -> list of bytes
     # head -> what its head type learnt from the training labels (a scale, class priors)
     head_stats: dict = field(default_factory=dict)
+    # head -> the fraction of training examples with its label (the loss weighs it up, see data.py)
+    labelled_fraction: dict = field(default_factory=dict)
 
     def vocabulary(self, name: str) -> list:
         return self.vocabularies[name]
@@ -40,6 +42,7 @@ class FeatureInfo:
         info = cls(tft_output.transformed_feature_spec(), vocabularies)
         if labels is not None:
             info.head_stats = head_stats(labels, spec, info)
+            info.labelled_fraction = getattr(labels, "labelled_fraction", dict)()
         return info
 
 

@@ -126,7 +126,7 @@ def write(tmp_path, name, content):
             "{path}: the header names column 'Director' twice (columns 2 and 4); rename one",
         ),
         ("ID,,Title\n1,2,3\n", "{path}: column 2 of the header has no name"),
-        (b"\x89PNG\r\n\x1a\n\x00\x00", "{path}, line 1: not UTF-8 text (byte 0x89)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "{path}, line 1: not utf-8 text (byte 0x89)"),
     ],
     ids=["empty", "duplicate", "blank-name", "binary"],
 )
@@ -146,7 +146,11 @@ def test_headers_that_cannot_be_read_are_named(tmp_path, content, message):
             "closed: is the file cut short?",
         ),
         ("ID,Title\n1,ok\n2\n", "{path}, line 3: 1 cell(s), but the header names 2 columns"),
-        ("ID,Title\n1,ok\n2,caf\xe9\n".encode("latin-1"), "{path}, line 3: not UTF-8 text"),
+        (
+            "ID,Title\n1,ok\n2,caf\xe9\n".encode("latin-1"),
+            "{path}, line 3: not utf-8 text (byte 0xe9); if it is a CSV file in another "
+            "encoding, name it (e.g. `data.encoding: latin-1` in the spec)",
+        ),
     ],
     ids=["cut-quote", "short-row", "latin-1"],
 )
@@ -155,6 +159,11 @@ def test_rows_that_cannot_be_read_are_named_with_their_line(tmp_path, content, m
     with pytest.raises(DataValidationError) as error:
         list(iter_rows(path, 2))
     assert message.format(path=path) in str(error.value)
+
+
+def test_a_latin_1_file_is_read_with_its_encoding(tmp_path):
+    path = write(tmp_path, "x.csv", "ID,Title\n1,caf\xe9\n".encode("latin-1"))
+    assert list(iter_rows(path, 2, "latin-1")) == [(2, ["1", "caf\xe9"])]
 
 
 def test_a_header_only_file_and_a_huge_cell_and_a_byte_order_mark(tmp_path):

@@ -175,6 +175,13 @@ def test_every_modality_is_discovered():
             "YYYY-MM-DD",
         ),
         (lambda r: r.update(schedule={"every": "day"}), "schedule.every", "unknown key"),
+        (lambda r: r["data"].update(na_values="NA"), "data.na_values", "list of strings"),
+        (
+            lambda r: r["data"].update(column_na_values={"Year": [None]}),
+            "data.column_na_values.Year",
+            "quote YAML's null",
+        ),
+        (lambda r: r["data"].update(encoding="klingon"), "data.encoding", "not an encoding"),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, raw_movies, mutate, key, fragment):
@@ -185,6 +192,22 @@ def test_validation_errors_name_file_and_key(tmp_path, raw_movies, mutate, key, 
     message = str(error)
     assert "bad.yaml" in message
     assert any(fragment in line and key in line for line in message.splitlines()), message
+
+
+def test_missing_value_tokens_default_extend_replace_and_per_column(tmp_path, raw_movies):
+    from pipeline.constants import DEFAULT_NA_VALUES
+
+    assert load_spec(write_spec(tmp_path, raw_movies)).data.na_values == DEFAULT_NA_VALUES
+    raw_movies["data"].update(
+        na_values_extra=["?", "NA"], column_na_values={"Country": [""]}, encoding="latin-1"
+    )
+    data = load_spec(write_spec(tmp_path, raw_movies)).data
+    assert data.na_values == (*DEFAULT_NA_VALUES, "?")
+    assert data.column_na_values == {"Country": ("",)} and data.encoding == "iso8859-1"
+    raw_movies["data"]["na_values"] = ["-999"]
+    spec = load_spec(write_spec(tmp_path, raw_movies))
+    assert spec.data.na_values == ("-999", "?", "NA")  # the extra tokens still added
+    assert Spec.from_dict(spec.to_dict()).data == spec.data  # what components receive
 
 
 def test_all_problems_reported_at_once(tmp_path, raw_movies):

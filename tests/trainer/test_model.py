@@ -310,8 +310,10 @@ def test_a_masked_head_ignores_its_missing_labels_and_trains_the_others(movies, 
 
     def losses(path):
         x, y, w = next(iter(make_dataset(path, movies.spec, movies.info, n)))
-        assert np.array_equal(w["meter"].numpy(), data["meter_label_present"])
-        assert np.all(w["genre"].numpy() == data["genre_label_present"])
+        # The loss's weight: the mask over the head's labelled fraction in training.
+        fraction = movies.info.labelled_fraction
+        assert np.allclose(w["meter"].numpy(), data["meter_label_present"] / fraction["meter"])
+        assert np.allclose(w["genre"].numpy(), data["genre_label_present"] / fraction["genre"])
         return model.test_on_batch(x, y, sample_weight=w, return_dict=True)
 
     first, second = losses(a), losses(b)
@@ -325,3 +327,40 @@ def test_a_masked_head_ignores_its_missing_labels_and_trains_the_others(movies, 
     x, y, w = next(iter(make_dataset(c, movies.spec, movies.info, n)))
     third = model.test_on_batch(x, y, sample_weight=w, return_dict=True)
     assert third["meter_loss"] > 10 * first["meter_loss"]
+
+
+def test_a_head_labelled_on_a_third_of_the_rows_keeps_its_loss_weight(movies, tmp_path):
+    """Keras averages a head's weighted loss over the whole batch: the mask alone would shrink a
+    head labelled on a third of the rows to a third of its loss_weight. Dividing by the labelled
+    fraction makes its loss the mean over its labelled rows."""
+    import dataclasses
+
+    from tft_harness import write_transformed as write
+
+    from trainer.data import collect_labels
+
+    feature_spec = movies.info.feature_spec
+    records = list(
+        tf.data.TFRecordDataset(movies.train_files, compression_type="GZIP")
+        .batch(1000)
+        .map(lambda s: tf.io.parse_example(s, feature_spec))
+    )[0]
+    data = {k: v.numpy() for k, v in records.items()}
+    n = len(data["meter_label"])
+    data["meter_label_present"] = np.where(np.arange(n) % 3 == 0, 1.0, 0.0).astype(np.float32)
+    path = write(data, movies.tft_output, str(tmp_path / "third.gz"))
+    labels = collect_labels(path, movies.spec, feature_spec)
+    assert labels.rows == n and labels.labelled_fraction()["meter"] == pytest.approx(1 / 3, 0.01)
+    info = dataclasses.replace(movies.info, labelled_fraction=labels.labelled_fraction())
+    model = compile_model(build_model(movies.spec, info), movies.spec, info)
+    x, y, w = next(iter(make_dataset(path, movies.spec, info, n)))
+    masked = model.test_on_batch(x, y, sample_weight=w, return_dict=True)["meter_loss"]
+    # The same model's meter loss on the labelled rows alone (every weight 1).
+    keep = data["meter_label_present"] > 0.5
+    rows = {k: v[keep] for k, v in data.items()}
+    alone = write(rows, movies.tft_output, str(tmp_path / "alone.gz"))
+    x, y, w = next(iter(make_dataset(alone, movies.spec, movies.info, int(keep.sum()))))
+    w = {**w, "meter": tf.ones_like(w["meter"])}
+    model.reset_metrics()
+    only = model.test_on_batch(x, y, sample_weight=w, return_dict=True)["meter_loss"]
+    assert masked == pytest.approx(only, rel=0.02)
