@@ -69,6 +69,8 @@ def check_data(
         }
         for problem in head_type.label_checks(o, types[o.column], column_stats):
             errors.append(f"{where}: {problem}")
+        for note in head_type.label_notes(o, types[o.column], column_stats):
+            warnings.append(f"{where}: {note}")
         labelled = {}
         for split, split_stats in sorted(stats.items()):
             common = _common_stats(split_stats, o.column)

@@ -5,14 +5,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import fcntl
+import json
 import logging
 import os
 import re
+import socket
 import sys
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ml_metadata.metadata_store import metadata_store
 from tfx import v1 as tfx
+from tfx.dsl.compiler import compiler
+from tfx.dsl.compiler import constants as tfx_constants
+from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline.pipeline import create_pipeline
 from pipeline.runners import Command, Runner, register
@@ -28,6 +38,7 @@ DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1"
 class RunPaths:
     pipeline_root: str
     metadata_path: str
+    run_id: str | None = None  # this run's id in ML Metadata (its `pipeline_run` context)
 
 
 def run_paths(spec: Spec, output_dir: str) -> RunPaths:
@@ -67,14 +78,22 @@ def local_pipeline(
 
 
 def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
-    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline."""
+    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline. The run
+    gets an id of its own (TFX's is the start time alone), returned in the RunPaths, so that what
+    it reports is its own execution even when another run shares the output directory."""
     pipeline, paths = local_pipeline(spec, output_dir, **options)
-    tfx.orchestration.LocalDagRunner().run(pipeline)
-    return paths
+    run_id = f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:8]}"
+    ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        ir, {tfx_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+    )
+    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    return dataclasses.replace(paths, run_id=run_id)
 
 
-def latest_run_outputs(metadata_path: str) -> dict[str, dict[str, list]]:
-    """{component id: {output key: [artifact, ...]}} for the newest pipeline run in ML Metadata.
+def latest_run_outputs(metadata_path: str, run_id: str | None = None) -> dict[str, dict[str, list]]:
+    """{component id: {output key: [artifact, ...]}} for the run `run_id` (default: the newest
+    pipeline run) in ML Metadata.
 
     Artifacts are ml_metadata Artifact protos (uri, type_id, ...); cached executions count, so a
     fully cached run still lists what it reused.
@@ -82,6 +101,8 @@ def latest_run_outputs(metadata_path: str) -> dict[str, dict[str, list]]:
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
     store = metadata_store.MetadataStore(config)
     runs = store.get_contexts_by_type("pipeline_run")
+    if run_id is not None:
+        runs = [c for c in runs if c.name == run_id]
     if not runs:
         return {}
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
@@ -104,6 +125,38 @@ def latest_run_outputs(metadata_path: str) -> dict[str, dict[str, list]]:
             per_key.setdefault(key, []).append(artifacts[ev.artifact_id])
         outputs[component] = per_key
     return outputs
+
+
+class RunLockedError(RuntimeError):
+    """Another run holds this output directory for this pipeline."""
+
+
+@contextmanager
+def output_lock(paths: RunPaths):
+    """Holds `<metadata folder>/run.lock` for the run; a second `mimo run` of the same pipeline
+    on the same output directory is refused at once, naming the holder. The lock is the kernel's
+    (flock): it goes with the process, even one killed with kill -9."""
+    path = os.path.join(os.path.dirname(paths.metadata_path), "run.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise RunLockedError(
+                f"{os.path.dirname(os.path.dirname(os.path.dirname(path)))} is in use by "
+                f"another run of this pipeline ({holder}); wait for it or use another --output"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": started}))
+        f.flush()
+        yield
+    finally:
+        f.close()
 
 
 # -- the `mimo run` command -------------------------------------------------------------------------
@@ -190,14 +243,18 @@ class LocalRunner(Runner):
             f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}"
         )
         try:
-            paths = run_local(
-                spec,
-                args.output,
-                beam_args=beam,
-                enable_cache=not args.no_cache,
-                registry=args.registry,
-                mlflow_tracking_uri=args.mlflow_tracking_uri or "",
-            )
+            with output_lock(run_paths(spec, args.output)):
+                paths = run_local(
+                    spec,
+                    args.output,
+                    beam_args=beam,
+                    enable_cache=not args.no_cache,
+                    registry=args.registry,
+                    mlflow_tracking_uri=args.mlflow_tracking_uri or "",
+                )
+        except RunLockedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 4
         except Exception as e:  # noqa: BLE001 - reduce known data errors to their message
             cause = _find_cause(e, DataValidationError)
             if cause is None:
@@ -206,7 +263,7 @@ class LocalRunner(Runner):
             message = re.sub(r" \[while running '[^']*'\]$", "", str(cause))
             print(f"\nerror: {message}", file=sys.stderr)
             return 3
-        print_run(spec, latest_run_outputs(paths.metadata_path), paths.metadata_path)
+        print_run(spec, latest_run_outputs(paths.metadata_path, paths.run_id), paths.metadata_path)
         return 0
 
 

@@ -98,6 +98,11 @@ class HeadType(Configurable):
         TFDV's FeatureNameStatistics of the column."""
         return []
 
+    def label_notes(self, head, column_type: str, column_stats: dict) -> list[str]:
+        """What the data gate prints as warnings about the label column (arguments as for
+        label_checks): facts that change what the head learns without stopping the run."""
+        return []
+
     def label_stats(self, y: np.ndarray, head, info) -> dict:
         """What the model needs from the training labels (here: the class priors, if any)."""
         return {}

@@ -8,7 +8,7 @@ import tensorflow_transform as tft
 
 from preprocessing.base import as_string, dense_with_mask
 from preprocessing.heads.base import HeadType, Metric, class_index, label_name, unique_count
-from preprocessing.options import Integer, NameList, Nullable, Option, OptionError
+from preprocessing.options import Choice, Integer, NameList, Nullable, Option, OptionError
 from preprocessing.registry import HEAD_TYPES
 
 
@@ -57,6 +57,12 @@ class Multiclass(HeadType):
             "top_k_accuracy's k (a hit when the label is among the k most probable classes); "
             "null: min(3, classes - 1), which needs `classes`",
             Nullable(Integer(1)),
+        ),
+        "unknown_labels": Option(
+            "mask",
+            "a label outside `classes`: mask (weighs 0 for this head; the data gate warns with "
+            "the values and counts) or error (the data gate stops the run)",
+            Choice(("mask", "error")),
         ),
     }
     metric_table = {
@@ -133,7 +139,48 @@ class Multiclass(HeadType):
         index = tf.where(present, index, tf.constant(-1, tf.int64))
         return index, index >= 0
 
+    def unknown_labels(self, head, column_stats) -> list[str]:
+        """Per split, the labels outside the declared `classes` with their counts, from TFDV's
+        rank histogram of a string label column (exact up to its 1,000 most frequent values)."""
+        if not head.options["classes"]:
+            return []
+        known = {str(c) for c in head.options["classes"]}
+        lines = []
+        for split, stats in sorted(column_stats.items()):
+            if stats.WhichOneof("stats") != "string_stats":
+                continue
+            unknown = {
+                b.label: int(b.sample_count)
+                for b in stats.string_stats.rank_histogram.buckets
+                if b.label not in known
+            }
+            if unknown:
+                values = ", ".join(
+                    f"{v!r} x{n}" for v, n in sorted(unknown.items(), key=lambda x: -x[1])[:10]
+                )
+                lines.append(
+                    f"column {head.column!r} (output '{head.name}') has "
+                    f"{sum(unknown.values())} label(s) outside its `classes` in split "
+                    f"'{split}': {values}"
+                )
+        return lines
+
+    def label_notes(self, head, column_type, column_stats):
+        if head.options["unknown_labels"] != "mask":
+            return []
+        return [
+            f"{line}; they weigh 0 for this head (unknown_labels: error stops the run instead)"
+            for line in self.unknown_labels(head, column_stats)
+        ]
+
     def label_checks(self, head, column_type, column_stats):
+        if head.options["unknown_labels"] == "error":
+            problems = [
+                f"{line}; add them to `classes`, fix the rows, or set unknown_labels: mask"
+                for line in self.unknown_labels(head, column_stats)
+            ]
+            if problems:
+                return problems
         k, unique = head.options["k"], unique_count(column_stats)
         if head.options["classes"] or k is None or unique is None:
             return []

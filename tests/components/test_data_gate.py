@@ -189,3 +189,39 @@ def test_a_head_whose_eval_labels_are_all_missing_is_stopped_by_name(tmp_path):
         "output 'oscar' (column 'Oscars') has 0 labelled example(s) of 100 in split 'eval', "
         "fewer than its min_labelled (10): it can be neither trained nor evaluated"
     )
+
+
+def test_multiclass_labels_outside_classes_are_counted_and_warned_or_stopped(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame.loc[:4, "MPAA"] = "NC-17"  # 5 rows with a rating the spec does not declare
+    frame.loc[5:6, "MPAA"] = "X"
+    frame.to_csv(tmp_path / "movies.csv", index=False)
+
+    def rating_head(unknown_labels):
+        def mutate(raw):
+            raw["inputs"] = [i for i in raw["inputs"] if i["name"] != "mpaa"]
+            raw["slices"] = [s for s in raw["slices"] if s["name"] != "mpaa"]
+            raw["outputs"].append(
+                {
+                    "name": "rating",
+                    "column": "MPAA",
+                    "type": "multiclass",
+                    "classes": ["G", "PG", "PG-13", "R"],
+                    "unknown_labels": unknown_labels,
+                }
+            )
+
+        return mutate
+
+    stats, schema = stats_schema(tmp_path / "movies.csv")
+    spec = spec_on(tmp_path, "movies.csv", rating_head("mask"))
+    errors, warnings = check_data(spec, schema, {"train": stats}, {})
+    assert errors == []
+    line = (
+        "column 'MPAA' (output 'rating') has 7 label(s) outside its `classes` in split 'train': "
+        "'NC-17' x5, 'X' x2; they weigh 0 for this head"
+    )
+    assert any(line in w for w in warnings), warnings
+    spec = spec_on(tmp_path, "movies.csv", rating_head("error"))
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert len(errors) == 1 and "'NC-17' x5, 'X' x2; add them to `classes`" in errors[0]

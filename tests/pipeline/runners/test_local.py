@@ -59,7 +59,7 @@ def movies_run(tmp_path_factory, beam_job_server):
         BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
     )
     paths = run_local(spec, str(out), beam_args=portable)
-    return spec, paths, latest_run_outputs(paths.metadata_path)
+    return spec, paths, latest_run_outputs(paths.metadata_path, paths.run_id)
 
 
 def test_beam_steps_ran_as_jobs_on_the_job_server(movies_run, beam_job_server):
@@ -413,7 +413,7 @@ def test_first_run_is_blessed_and_pushed_as_version_1(movies_run):
 
 
 def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_run, tmp_path):
-    spec, paths, _ = movies_run
+    spec, paths, shared = movies_run
     from components.registry import Registry
 
     # Its own copy of the first run (ML Metadata, registry with version 1): the shared run stays
@@ -459,6 +459,13 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
         if line.strip().startswith("meter") and "worse than baseline" in line
     )
     assert meter_row.split()[-1] == "pass"
+    # Each run reports its own execution, not the newest: the first run is still found by its id.
+    metadata = os.path.join(output, "metadata", spec.name, "metadata.db")
+    first = latest_run_outputs(metadata, paths.run_id)
+    assert paths.run_id and first["Trainer"]["model"][0].uri == shared["Trainer"]["model"][0].uri
+    assert (
+        latest_run_outputs(metadata)["Trainer"]["model"][0].uri != first["Trainer"]["model"][0].uri
+    )
 
 
 def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
