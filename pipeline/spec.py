@@ -746,16 +746,29 @@ class _Parser:
                     f"label column {o.column!r} is also an input "
                     f"(inputs[{input_columns[o.column]}]): the model would see its label",
                 )
-        produced = {}
+        # Transformed features, Keras inputs and outputs share one namespace: every name the
+        # pipeline generates from a spec name must be unique across inputs, heads and slices.
+        from preprocessing.transform import slice_name
+
+        owners: dict[str, str] = {}
+
+        def claim(name: str, owner: str, key: str) -> None:
+            if name in owners and owners[name] != owner:
+                self.error(
+                    key,
+                    f"{owner} makes the name {name!r}, which {owners[name]} makes too (inputs' "
+                    "features, head names, <head>_label, <head>_label_present and "
+                    "slice_<name> share one namespace); rename one",
+                )
+            owners.setdefault(name, owner)
+
         for n, i in enumerate(inputs):
             for feature in MODALITIES[i.modality].output_names(i):
-                produced.setdefault(feature, f"inputs[{n}]")
+                claim(feature, f"input '{i.name}'", f"inputs[{n}].name")
         for n, o in enumerate(outputs):
-            if o.label in produced:
-                self.error(
-                    f"outputs[{n}].name",
-                    f"its label feature {o.label!r} collides with "
-                    f"a feature of {produced[o.label]}",
-                )
+            for name in (o.name, o.label, o.label_present):
+                claim(name, f"output '{o.name}'", f"outputs[{n}].name")
+        for n, s in enumerate(slices):
+            claim(slice_name(s.name), f"slice '{s.name}'", f"slices[{n}].name")
         if data and data.split_key and data.split_key in {o.column for o in outputs}:
             self.error("data.split_key", "must not be a label column")

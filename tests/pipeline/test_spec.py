@@ -182,6 +182,21 @@ def test_every_modality_is_discovered():
             "quote YAML's null",
         ),
         (lambda r: r["data"].update(encoding="klingon"), "data.encoding", "not an encoding"),
+        (  # an input named like a head: one Keras namespace
+            lambda r: r["inputs"][0].update(name="meter"),
+            "outputs[0].name",
+            "output 'meter' makes the name 'meter', which input 'meter' makes too",
+        ),
+        (  # a numeric input's generated missing flag against a head's label feature
+            lambda r: r["inputs"][7].update(name="oscar_label"),
+            "outputs[1].name",
+            "which input 'oscar_label' makes too",
+        ),
+        (
+            lambda r: r["inputs"][0].update(name="slice_decade"),
+            "slices[1].name",
+            "slice 'decade' makes the name 'slice_decade'",
+        ),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path, raw_movies, mutate, key, fragment):
