@@ -464,38 +464,10 @@ PARTIAL_RATES = (0.09, 0.17, 0.36)
 PARTIAL_SEEDS = (1, 2, 3)
 
 
-def read_transformed(pattern: str, feature_spec: dict) -> dict:
-    """A transformed split as {feature: numpy array over every example}."""
-    import tensorflow as tf
-
-    ds = tf.data.TFRecordDataset(sorted(glob.glob(pattern)), compression_type="GZIP")
-    batches = list(ds.batch(4096).map(lambda s: tf.io.parse_example(s, feature_spec)))
-    return {k: np.concatenate([b[k].numpy() for b in batches]) for k in feature_spec}
-
-
-def write_transformed(data: dict, feature_spec: dict, path: str, rows) -> str:
-    import tensorflow as tf
-
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for i in rows:
-            feature = {}
-            for name, f in feature_spec.items():
-                value = np.asarray(data[name][i]).reshape(-1)
-                if f.dtype == tf.string:
-                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
-                elif f.dtype == tf.int64:
-                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
-                else:
-                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
-            writer.write(
-                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-            )
-    return path
-
-
 def bench_partial(inputs) -> dict:
     import tensorflow as tf
 
+    from trainer.data import read_transformed, write_transformed
     from trainer.train import train
 
     spec, tft_output, train_files, eval_files, _ = inputs

@@ -194,10 +194,11 @@ def value_kind(cell: str) -> str:
     return BYTES
 
 
-def column_kinds(header: list[str], cells: list[str], options: CsvOptions) -> list:
+def column_kinds(missing: list[frozenset], cells: list[str]) -> list:
+    """Each cell's kind (None: missing); `missing[i]` holds column i's missing-value tokens."""
     return [
-        None if cell.strip() in options.missing_tokens(name) else value_kind(cell)
-        for name, cell in zip(header, cells, strict=True)
+        None if cell.strip() in tokens else value_kind(cell)
+        for tokens, cell in zip(missing, cells, strict=True)
     ]
 
 
@@ -218,11 +219,11 @@ def resolve_types(header: list[str], kinds: list, options: CsvOptions) -> list:
     return types
 
 
-def to_example(header: list[str], types: list, cells: list[str], options: CsvOptions):
+def to_example(header: list[str], types: list, missing: list[frozenset], cells: list[str]):
     """One row as a tf.Example; a missing cell is an absent feature (TFDV counts it missing)."""
     features = {}
-    for name, kind, cell in zip(header, types, cells, strict=True):
-        if kind is None or cell.strip() in options.missing_tokens(name):
+    for name, kind, tokens, cell in zip(header, types, missing, cells, strict=True):
+        if kind is None or cell.strip() in tokens:
             continue
         if kind == INT:
             feature = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(cell)]))
@@ -317,6 +318,7 @@ def _CsvToExample(pipeline, exec_properties: dict, split_pattern: str):  # noqa:
     )
     header = check_files(split_files, other_files, options)
     n = len(header)
+    missing = [options.missing_tokens(column) for column in header]
 
     rows = (
         pipeline
@@ -333,14 +335,14 @@ def _CsvToExample(pipeline, exec_properties: dict, split_pattern: str):  # noqa:
         typed_from = (rows, others) | "AllRows" >> beam.Flatten()
     kinds = (
         typed_from
-        | "Kinds" >> beam.Map(lambda cells: column_kinds(header, cells, options))
+        | "Kinds" >> beam.Map(lambda cells: column_kinds(missing, cells))
         | "MergeKinds" >> beam.CombineGlobally(_MergeKinds(n))
     )
     types = beam.pvalue.AsSingleton(
         kinds | "Resolve" >> beam.Map(lambda k: resolve_types(header, k, options))
     )
     return rows | "ToExample" >> beam.Map(
-        lambda cells, t: to_example(header, t, cells, options), types
+        lambda cells, t: to_example(header, t, missing, cells), types
     )
 
 

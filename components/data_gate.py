@@ -16,7 +16,7 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifact_utils
 from tfx.utils import io_utils
 
-from components.csv_example_gen import iter_rows, read_header
+from components.csv_example_gen import CsvOptions, iter_rows, read_header
 from components.errors import DataValidationError
 from pipeline.spec import Spec
 from preprocessing.base import BYTES, FLOAT, INT
@@ -180,7 +180,7 @@ def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int 
     if spec.data.format != "csv":
         return ""
     hits = []
-    missing = frozenset(spec.data.column_na_values.get(column, spec.data.na_values)) | {""}
+    missing = CsvOptions(spec.data.na_values, spec.data.column_na_values).missing_tokens(column)
     for pattern in spec.data.patterns.values():
         for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
             header = read_header(path, spec.data.encoding)

@@ -1,6 +1,10 @@
 """Test data shared by several test modules (tests/ is on sys.path, as for conftest)."""
 
 import os
+import subprocess
+import sys
+
+from conftest import REPO, TEST_BEAM_ARGS
 
 
 def fake_saved_model(path, payload=b"x" * 1000, files=5):
@@ -101,3 +105,26 @@ def write_messy_movies(csv_path, fixture_csv, fixture_spec):
             column = item.get("column", item["name"])
             item["column"] = MESSY_COLUMNS.get(column, column)
     return raw
+
+
+def cli_run(spec_path, output, *extra, timeout=1500):
+    """`mimo run` in a subprocess, as a user runs it (Beam in-process, as the tests' runs)."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "run",
+            "--spec",
+            str(spec_path),
+            "--output",
+            str(output),
+            *[f"--beam-arg={a}" for a in TEST_BEAM_ARGS],
+            *extra,
+        ],
+        cwd=REPO,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -8,7 +8,6 @@ apply it.
 import tempfile
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -53,20 +52,6 @@ def run_transform(spec, instances, feature_spec, temp_dir=None):
 
 def write_transformed(transformed: dict, tft_output, path: str, rows=None) -> str:
     """Writes transformed features (as returned by run_transform) as a GZIP TFRecord file."""
-    feature_spec = tft_output.transformed_feature_spec()
-    n = len(next(iter(transformed.values())))
-    rows = range(n) if rows is None else rows
-    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-        for i in rows:
-            feature = {}
-            for name, f in feature_spec.items():
-                value = np.asarray(transformed[name][i]).reshape(-1)
-                if f.dtype == tf.string:
-                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
-                elif f.dtype == tf.int64:
-                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
-                else:
-                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writer.write(example.SerializeToString())
-    return path
+    from trainer.data import write_transformed as write
+
+    return write(transformed, tft_output.transformed_feature_spec(), path, rows)

@@ -131,6 +131,35 @@ def collect_labels(
     return labels
 
 
+def read_transformed(file_pattern, feature_spec: dict) -> dict:
+    """A whole transformed split as {feature: numpy array over every example} (tests, bench)."""
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    batches = list(ds.batch(4096).map(lambda s: tf.io.parse_example(s, feature_spec)))
+    return {k: np.concatenate([b[k].numpy() for b in batches]) for k in feature_spec}
+
+
+def write_transformed(data: dict, feature_spec: dict, path: str, rows=None) -> str:
+    """Writes `rows` (default: all) of {feature: array} as a GZIP TFRecord file of transformed
+    examples, the inverse of read_transformed (tests and the bench build variants with it)."""
+    rows = range(len(next(iter(data.values())))) if rows is None else rows
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for i in rows:
+            feature = {}
+            for name, f in feature_spec.items():
+                value = np.asarray(data[name][i]).reshape(-1)
+                if f.dtype == tf.string:
+                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=value))
+                elif f.dtype == tf.int64:
+                    feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=value))
+                else:
+                    feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=value))
+            writer.write(
+                tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+            )
+    return path
+
+
 def head_stats(labels: dict, spec: Spec, info) -> dict:
     """{head: what its head type learns from the training labels} (scales, class priors)."""
     return {h.name: HEAD_TYPES[h.type].label_stats(labels[h.name], h, info) for h in spec.outputs}

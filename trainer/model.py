@@ -42,7 +42,7 @@ class FeatureInfo:
         info = cls(tft_output.transformed_feature_spec(), vocabularies)
         if labels is not None:
             info.head_stats = head_stats(labels, spec, info)
-            info.labelled_fraction = getattr(labels, "labelled_fraction", dict)()
+            info.labelled_fraction = labels.labelled_fraction()
         return info
 
 

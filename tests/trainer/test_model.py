@@ -21,7 +21,7 @@ from conftest import (
 from tft_harness import run_transform, write_transformed
 
 from pipeline.spec import Spec, load_spec
-from trainer.data import collect_labels, make_dataset
+from trainer.data import collect_labels, make_dataset, read_transformed
 from trainer.model import FeatureInfo, build_model, compile_model
 from trainer.train import train
 
@@ -294,12 +294,7 @@ def test_a_masked_head_ignores_its_missing_labels_and_trains_the_others(movies, 
     from tft_harness import write_transformed as write
 
     feature_spec = movies.info.feature_spec
-    records = list(
-        tf.data.TFRecordDataset(movies.train_files, compression_type="GZIP")
-        .batch(1000)
-        .map(lambda s: tf.io.parse_example(s, feature_spec))
-    )[0]
-    data = {k: v.numpy() for k, v in records.items()}
+    data = read_transformed(movies.train_files, feature_spec)
     n = len(data["meter_label"])
     missing = np.arange(n) % 3 == 0  # a third of the rows lose their meter label
     data["meter_label_present"] = np.where(missing, 0.0, 1.0).astype(np.float32)
@@ -337,15 +332,8 @@ def test_a_head_labelled_on_a_third_of_the_rows_keeps_its_loss_weight(movies, tm
 
     from tft_harness import write_transformed as write
 
-    from trainer.data import collect_labels
-
     feature_spec = movies.info.feature_spec
-    records = list(
-        tf.data.TFRecordDataset(movies.train_files, compression_type="GZIP")
-        .batch(1000)
-        .map(lambda s: tf.io.parse_example(s, feature_spec))
-    )[0]
-    data = {k: v.numpy() for k, v in records.items()}
+    data = read_transformed(movies.train_files, feature_spec)
     n = len(data["meter_label"])
     data["meter_label_present"] = np.where(np.arange(n) % 3 == 0, 1.0, 0.0).astype(np.float32)
     path = write(data, movies.tft_output, str(tmp_path / "third.gz"))

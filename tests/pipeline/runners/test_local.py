@@ -3,8 +3,6 @@
 import glob
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,10 +13,9 @@ from conftest import (
     DIGITS_FIXTURE_SPEC,
     MOVIES_FIXTURE_CSV,
     MOVIES_FIXTURE_SPEC,
-    REPO,
     TEST_BEAM_ARGS,
 )
-from helpers import MESSY_LABELS, write_messy_movies
+from helpers import MESSY_LABELS, cli_run, write_messy_movies
 
 from pipeline.evaluation.report import load_training_report
 from pipeline.runners.beam import BeamOptions, beam_args
@@ -139,25 +136,7 @@ def test_bad_column_stops_run_before_transform(movies_run, tmp_path):
     raw["data"].update(path="movies.csv", schema="schema.pbtxt")
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
 
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "run",
-            "--spec",
-            str(tmp_path / "spec.yaml"),
-            "--output",
-            str(tmp_path / "runs"),
-            *[f"--beam-arg={a}" for a in TEST_BEAM_ARGS],
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = cli_run(tmp_path / "spec.yaml", tmp_path / "runs", timeout=900)
     assert result.returncode == 3, result.stderr[-3000:]
     err = result.stderr
     assert "stopped before Transform" in err
@@ -356,29 +335,6 @@ def test_digits_pipeline_trains_the_image_tower(tmp_path):
     assert out["digit_class"].shape == (10,)
     assert set(out["digit_class"].numpy()) <= {str(i).encode() for i in range(10)}
     assert np.all((out["odd"].numpy() >= 0) & (out["odd"].numpy() <= 1))
-
-
-def cli_run(spec_path, output, *extra):
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "run",
-            "--spec",
-            str(spec_path),
-            "--output",
-            str(output),
-            *[f"--beam-arg={a}" for a in TEST_BEAM_ARGS],
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1500,
-    )
 
 
 def test_first_run_is_blessed_and_pushed_as_version_1(movies_run):

@@ -2,11 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 
-from conftest import MOVIES_FIXTURE_SPEC, REPO
+from conftest import MOVIES_FIXTURE_SPEC
+from helpers import cli_run
 
 from pipeline.runners.local import RunLockedError, output_lock, run_paths
 from pipeline.spec import load_spec
@@ -27,23 +26,7 @@ def test_a_second_run_on_the_same_output_is_refused_naming_the_holder(tmp_path):
         except RunLockedError as e:
             assert f'"pid": {os.getpid()}' in str(e)
         start = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "run",
-                "--spec",
-                MOVIES_FIXTURE_SPEC,
-                "--output",
-                str(tmp_path / "runs"),
-            ],
-            cwd=REPO,
-            env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        result = cli_run(MOVIES_FIXTURE_SPEC, tmp_path / "runs", timeout=300)
         seconds = time.monotonic() - start
     assert result.returncode == 4, result.stderr[-2000:]
     assert f"{tmp_path / 'runs'} is in use by another run of this pipeline" in result.stderr
