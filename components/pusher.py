@@ -76,6 +76,11 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         print("[RegistryPusher] the model is not blessed: nothing published")
         return
     reg = Registry(registry)
+    for d in reg.damaged(parsed.name):  # never compared with, never counted as published
+        print(
+            f"[RegistryPusher] warning: {d.path}: {d.reason}; ignored, not a version "
+            f"(`mimo models gc {parsed.name}` moves it aside)"
+        )
     for v in reg.versions(parsed.name):  # a cached re-run must not publish the model twice
         if reg.card(parsed.name, v).get("model_uri") == model.uri:
             _record(pushed_model, v, reg.path(parsed.name, v), already=True)

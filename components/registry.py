@@ -9,22 +9,46 @@ model folder, then renamed to the next free integer. A rename onto an existing v
 distinct versions, and a push killed mid-copy leaves only a `.staging-*` folder that neither
 TensorFlow Serving nor this registry lists. TF Serving serves the highest version; a rollback
 re-publishes an earlier version's files as a new, highest version.
+
+The registry trusts only what it finished: a version is an integer folder holding a
+`saved_model.pb` and a `model_card.json` that names that version. Any other integer folder (a hand
+copy, a crash outside `publish`, a card that is not JSON) is *damaged*: never listed, shown, rolled
+back to or compared with, reported by `damaged()` so the CLI and the pusher can warn, and moved
+aside by `gc()` into a hidden `.damaged-<n>-<time>` folder that TF Serving ignores. Version
+numbers are never reused, not even a damaged one's.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 CARD = "model_card.json"
 
 
+STAGING_PREFIX = ".staging-"
+DAMAGED_PREFIX = ".damaged-"
+LOCK = ".publish.lock"  # shared by publishes, exclusive for gc
+
+
 class RegistryError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A folder in a model's directory that is not a complete version, and why."""
+
+    path: str
+    reason: str
 
 
 class Registry:
@@ -37,44 +61,108 @@ class Registry:
     def models(self) -> list[str]:
         if not os.path.isdir(self.root):
             return []
-        return sorted(d for d in os.listdir(self.root) if self.versions(d))
+        """Every model with a version or a damaged folder."""
+        return sorted(
+            d
+            for d in os.listdir(self.root)
+            if not d.startswith(".") and (self._numbered(d) or self.damaged(d))
+        )
 
     def versions(self, name: str) -> list[int]:
+        """The complete versions (SavedModel and a card naming the version), ascending."""
+        return sorted(int(d) for d in self._numbered(name) if self._fault(name, d) is None)
+
+    def damaged(self, name: str) -> list[Damaged]:
+        """Integer folders that are not complete versions, and publishes' staging folders that
+        no running publish holds."""
+        found = [
+            Damaged(os.path.join(self.model_dir(name), d), fault)
+            for d in sorted(self._numbered(name), key=int)
+            if (fault := self._fault(name, d)) is not None
+        ]
+        staging = [d for d in self._entries(name) if d.startswith(STAGING_PREFIX)]
+        if staging:
+            with self._lock(name, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+                if free:  # no publish is running: these are left by one that died
+                    found += [
+                        Damaged(os.path.join(self.model_dir(name), d), "an unfinished publish")
+                        for d in sorted(staging)
+                    ]
+        return found
+
+    def _entries(self, name: str) -> list[str]:
         folder = self.model_dir(name)
-        if not os.path.isdir(folder):
-            return []
-        return sorted(
-            int(d)
-            for d in os.listdir(folder)
-            if d.isdigit() and os.path.isfile(os.path.join(folder, d, "saved_model.pb"))
-        )
+        return os.listdir(folder) if os.path.isdir(folder) else []
+
+    def _numbered(self, name: str) -> list[str]:
+        return [d for d in self._entries(name) if d.isdigit()]
+
+    def _fault(self, name: str, entry: str) -> str | None:
+        """Why `<model>/<entry>` is not a complete version (None: it is one)."""
+        path = os.path.join(self.model_dir(name), entry)
+        if not os.path.isdir(path):
+            return "not a folder"
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return "no saved_model.pb (an incomplete copy)"
+        try:
+            with open(os.path.join(path, CARD)) as f:
+                card = json.load(f)
+        except FileNotFoundError:
+            return f"no {CARD}: not published by the registry (a hand copy or a crashed copy)"
+        except (OSError, ValueError) as e:
+            return f"{CARD} cannot be read ({e})"
+        if not isinstance(card, dict) or card.get("version") != int(entry):
+            return f"{CARD} does not name version {entry}"
+        return None
+
+    @contextmanager
+    def _lock(self, name: str, mode: int):
+        """flock on `<model>/.publish.lock`; yields False when a non-blocking request is refused."""
+        os.makedirs(self.model_dir(name), exist_ok=True)
+        with open(os.path.join(self.model_dir(name), LOCK), "a") as f:
+            try:
+                fcntl.flock(f, mode)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
 
     def latest(self, name: str) -> int | None:
         versions = self.versions(name)
         return versions[-1] if versions else None
 
     def _highest_number(self, name: str) -> int:
-        """The highest integer-named entry (complete or not): the next push takes the one after."""
-        numbers = [int(d) for d in os.listdir(self.model_dir(name)) if d.isdigit()]
+        """The highest number an entry has or had (complete, damaged or moved aside by gc): the
+        next push takes the one after."""
+        numbers = [int(d) for d in self._numbered(name)] + [
+            int(m.group(1))
+            for d in self._entries(name)
+            if (m := re.match(re.escape(DAMAGED_PREFIX) + r"(\d+)-", d))
+        ]
         return max(numbers, default=0)
 
     def path(self, name: str, version: int) -> str:
         return os.path.join(self.model_dir(name), str(version))
 
     def card(self, name: str, version: int) -> dict:
-        path = os.path.join(self.path(name, version), CARD)
-        if not os.path.isfile(path):
-            raise RegistryError(f"{name} has no version {version} in {self.root}")
-        with open(path) as f:
+        if version is None or self._fault(name, str(version)) is not None:
+            known = ", ".join(map(str, self.versions(name))) or "none"
+            raise RegistryError(
+                f"{name} has no version {version} in {self.root} (its versions: {known})"
+            )
+        with open(os.path.join(self.path(name, version), CARD)) as f:
             return json.load(f)
 
     def publish(self, name: str, saved_model_dir: str, card: dict, copy=shutil.copytree) -> int:
         """Copies the SavedModel and its card in as the next version; returns that version."""
         if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
             raise RegistryError(f"{saved_model_dir} holds no saved_model.pb")
+        with self._lock(name, fcntl.LOCK_SH):
+            return self._publish(name, saved_model_dir, card, copy)
+
+    def _publish(self, name: str, saved_model_dir: str, card: dict, copy) -> int:
         folder = self.model_dir(name)
-        os.makedirs(folder, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=".staging-", dir=folder)
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder)
         try:
             copy(saved_model_dir, staging, dirs_exist_ok=True)
             for _ in range(1000):
@@ -105,3 +193,27 @@ class Registry:
         card = self.card(name, version)
         card = dict(card, rollback_of=version, pushed_by="rollback")
         return self.publish(name, self.path(name, version), card)
+
+    def gc(self, name: str) -> list[tuple[Damaged, str | None]]:
+        """Moves every damaged version folder aside (into `<model>/.damaged-<n>-<time>`, kept for
+        inspection; TF Serving ignores names that are not integers) and deletes unfinished
+        publishes' staging folders. Returns [(what, where it went or None if deleted)]."""
+        done = []
+        with self._lock(name, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+            if not free:
+                raise RegistryError(f"a publish of {name} is in progress; run gc when it is done")
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            for entry in sorted(self._numbered(name), key=int):
+                fault = self._fault(name, entry)
+                if fault is None:
+                    continue
+                src = os.path.join(self.model_dir(name), entry)
+                dst = os.path.join(self.model_dir(name), f"{DAMAGED_PREFIX}{entry}-{stamp}")
+                os.rename(src, dst)
+                done.append((Damaged(src, fault), dst))
+            for entry in sorted(self._entries(name)):
+                if entry.startswith(STAGING_PREFIX):
+                    path = os.path.join(self.model_dir(name), entry)
+                    shutil.rmtree(path, ignore_errors=True)
+                    done.append((Damaged(path, "an unfinished publish"), None))
+        return done

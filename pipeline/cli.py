@@ -5,7 +5,7 @@ mimo compile kubeflow --spec SPEC --beam-runner dataflow ...  # a KFP v2 pipelin
 mimo compile airflow --spec SPEC --output dags/x_dag.py       # an Airflow DAG file
 mimo schedule kubeflow --host URL --cron '0 0 3 * * *' ...    # a recurring run on KFP
 mimo validate --spec SPEC                                     # check a spec, run nothing
-mimo models list|show|rollback [NAME] [VERSION]               # the registry
+mimo models list|show|rollback|gc [NAME] [VERSION]            # the registry
 mimo schema                                                   # the spec's JSON Schema
 mimo options [NAME]                                           # every option, its default and doc
 """
@@ -46,24 +46,69 @@ def cmd_models(args) -> int:
     from pipeline.evaluation.report import print_card, print_models
 
     registry = Registry(args.registry)
+    if not os.path.isdir(registry.root):
+        print(
+            f"error: no registry at {registry.root} (the folder does not exist); a run publishes "
+            "into OUTPUT/registry unless given --registry",
+            file=sys.stderr,
+        )
+        return 2
+    names = [args.name] if args.name else registry.models()
     try:
+        if args.action == "gc":
+            return _gc(registry, names)
+        for name in names:
+            for d in registry.damaged(name):
+                print(
+                    f"warning: {d.path}: {d.reason}; not a version (`mimo models gc {name}` "
+                    "moves it aside)",
+                    file=sys.stderr,
+                )
         if args.action == "list":
-            names = [args.name] if args.name else registry.models()
             if not names:
                 print(f"no model in {registry.root}")
             for name in names:
                 print_models(registry, name)
-        elif args.action == "show":
-            print_card(registry, args.name, args.version or registry.latest(args.name))
-        else:
-            version = registry.rollback(args.name, args.version)
-            print(
-                f"{args.name}: version {args.version} re-published as version {version}, "
-                "now the one TF Serving serves"
+            return 0
+        name = args.name or _only_model(registry)
+        if args.action == "show":
+            print_card(registry, name, args.version or registry.latest(name))
+            return 0
+        if args.version is None:
+            raise RegistryError(
+                f"rollback needs the version to re-publish: mimo models rollback {name} N"
             )
+        version = registry.rollback(name, args.version)
+        print(
+            f"{name}: version {args.version} re-published as version {version}, "
+            "now the one TF Serving serves"
+        )
     except RegistryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _only_model(registry) -> str:
+    from components.registry import RegistryError
+
+    models = registry.models()
+    if len(models) != 1:
+        raise RegistryError(
+            f"{registry.root} holds {len(models)} models ({', '.join(models) or 'none'}); name one"
+        )
+    return models[0]
+
+
+def _gc(registry, names) -> int:
+    cleaned = 0
+    for name in names:
+        for damaged, moved_to in registry.gc(name):
+            cleaned += 1
+            where = f"moved to {moved_to}" if moved_to else "deleted"
+            print(f"{damaged.path}: {damaged.reason}; {where}")
+    if not cleaned:
+        print(f"nothing to clean in {registry.root}: every version folder is complete")
     return 0
 
 
@@ -132,8 +177,12 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
             command.add_arguments(p)
             p.set_defaults(func=_runner_command(command))
 
-    models = sub.add_parser("models", help="the registry: list, show, rollback")
-    models.add_argument("action", choices=["list", "show", "rollback"])
+    models = sub.add_parser("models", help="the registry: list, show, rollback, gc")
+    models.add_argument(
+        "action",
+        choices=["list", "show", "rollback", "gc"],
+        help="gc moves damaged version folders aside and deletes unfinished publishes",
+    )
     models.add_argument("name", nargs="?", help="model name (the spec's name)")
     models.add_argument("version", nargs="?", type=int)
     models.add_argument("--registry", default=os.path.join("runs", "registry"))

@@ -2,6 +2,7 @@
 
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from conftest import REPO
 from helpers import fake_saved_model
 
-from components.registry import Registry, RegistryError
+from components.registry import CARD, Registry, RegistryError
 
 
 def test_versions_are_consecutive_integers_with_cards(tmp_path):
@@ -114,11 +115,60 @@ def test_concurrent_pushes_get_distinct_complete_versions(tmp_path):
     assert not [d for d in os.listdir(reg.model_dir("m")) if d.startswith(".staging-")]
 
 
-def test_an_incomplete_numbered_folder_is_skipped_not_listed(tmp_path):
+def test_only_folders_the_registry_finished_are_versions(tmp_path):
+    """Integer folders that are not complete versions (a hand copy without a card, a card that is
+    not JSON or names another version, variables only) are named by damaged(), never listed,
+    shown or rolled back to, and their numbers are never reused."""
     reg = Registry(tmp_path / "registry")
     model = fake_saved_model(tmp_path / "model")
     assert reg.publish("m", model, {}) == 1
-    os.makedirs(os.path.join(reg.model_dir("m"), "2", "variables"))  # e.g. a hand copy gone bad
-    assert reg.versions("m") == [1]
-    assert reg.publish("m", model, {}) == 3
-    assert reg.versions("m") == [1, 3]
+    folder = reg.model_dir("m")
+    os.makedirs(os.path.join(folder, "2", "variables"))
+    fake_saved_model(os.path.join(folder, "3"))  # copied by hand: no card
+    fake_saved_model(os.path.join(folder, "4"))
+    with open(os.path.join(folder, "4", CARD), "w") as f:
+        f.write('{"version": 4, "cut')
+    shutil.copytree(reg.path("m", 1), os.path.join(folder, "5"))  # a card naming version 1
+    assert reg.versions("m") == [1] and reg.latest("m") == 1 and reg.models() == ["m"]
+    reasons = {os.path.basename(d.path): d.reason for d in reg.damaged("m")}
+    assert reasons["2"] == "no saved_model.pb (an incomplete copy)"
+    assert reasons["3"].startswith("no model_card.json: not published by the registry")
+    assert reasons["4"].startswith("model_card.json cannot be read")
+    assert reasons["5"] == "model_card.json does not name version 5"
+    for bad in (3, 4, 5):
+        with pytest.raises(RegistryError, match=f"m has no version {bad} .*its versions: 1"):
+            reg.card("m", bad)
+        with pytest.raises(RegistryError, match=f"no version {bad}"):
+            reg.rollback("m", bad)
+    assert reg.publish("m", model, {}) == 6
+
+
+def test_gc_moves_damaged_folders_aside_and_keeps_numbers_unique(tmp_path):
+    reg = Registry(tmp_path / "registry")
+    model = fake_saved_model(tmp_path / "model")
+    reg.publish("m", model, {})
+    fake_saved_model(os.path.join(reg.model_dir("m"), "2"))  # no card
+    fake_saved_model(os.path.join(reg.model_dir("m"), ".staging-dead"))
+    done = {os.path.basename(d.path): where for d, where in reg.gc("m")}
+    assert done[".staging-dead"] is None and os.path.basename(done["2"]).startswith(".damaged-2-")
+    assert os.path.isfile(os.path.join(done["2"], "saved_model.pb"))  # kept for inspection
+    assert not reg.damaged("m") and reg.gc("m") == []
+    assert reg.publish("m", model, {}) == 3  # 2 is not reused: TF Serving may have seen it
+
+
+def test_gc_waits_for_a_running_publish(tmp_path):
+    """A staging folder of a publish that is still copying is neither damaged nor collected."""
+    reg = Registry(tmp_path / "registry")
+    model = fake_saved_model(tmp_path / "model")
+    reg.publish("m", model, {})
+    script = SLOW_PUSH.format(repo=REPO, registry=str(tmp_path / "registry"), model=model)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "copying"
+        assert reg.damaged("m") == []
+        with pytest.raises(RegistryError, match="a publish of m is in progress"):
+            reg.gc("m")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert [os.path.basename(d.path)[:9] for d in reg.damaged("m")] == [".staging-"]

@@ -15,7 +15,7 @@ from conftest import (
     MOVIES_FIXTURE_SPEC,
     TEST_BEAM_ARGS,
 )
-from helpers import MESSY_LABELS, cli_run, write_messy_movies
+from helpers import MESSY_LABELS, cli_run, fake_saved_model, write_messy_movies
 
 from pipeline.evaluation.report import load_training_report
 from pipeline.runners.beam import BeamOptions, beam_args
@@ -55,6 +55,10 @@ def movies_run(tmp_path_factory, beam_job_server):
     portable = beam_args(
         BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
     )
+    # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
+    # with a SavedModel but no model card, and a killed publish's staging folder.
+    fake_saved_model(out / "registry" / spec.name / "1")
+    fake_saved_model(out / "registry" / spec.name / ".staging-killed")
     paths = run_local(spec, str(out), beam_args=portable)
     return spec, paths, latest_run_outputs(paths.metadata_path, paths.run_id)
 
@@ -337,17 +341,24 @@ def test_digits_pipeline_trains_the_image_tower(tmp_path):
     assert np.all((out["odd"].numpy() >= 0) & (out["odd"].numpy() <= 1))
 
 
-def test_first_run_is_blessed_and_pushed_as_version_1(movies_run):
+def test_first_run_is_blessed_and_pushed_past_the_damaged_folders(movies_run, tmp_path, capsys):
     spec, paths, outputs = movies_run
     from components.registry import Registry
+    from pipeline.cli import main
 
     blessing = outputs["Evaluator"]["blessing"][0]
     assert blessing.custom_properties["blessed"].int_value == 1
-    registry = Registry(
-        os.path.join(os.path.dirname(os.path.dirname(paths.pipeline_root)), "registry")
-    )
-    assert registry.versions(spec.name) == [1]
-    card = registry.card(spec.name, 1)
+    root = os.path.join(os.path.dirname(os.path.dirname(paths.pipeline_root)), "registry")
+    registry = Registry(root)
+    # Folder 1 has no card: it is no version, and its number is not reused.
+    assert registry.versions(spec.name) == [2]
+    assert [
+        (os.path.basename(d.path), d.reason.split(":")[0]) for d in registry.damaged(spec.name)
+    ] == [
+        ("1", "no model_card.json"),
+        (".staging-killed", "an unfinished publish"),
+    ]
+    card = registry.card(spec.name, 2)
     assert card["spec_fingerprint"] == spec.fingerprint()
     assert card["baseline"]["version"] is None  # the first run has no baseline
     assert card["data"]["input_fingerprint"]
@@ -360,19 +371,31 @@ def test_first_run_is_blessed_and_pushed_as_version_1(movies_run):
     assert "auc/class_0" in metrics["genre"]["overall"]
     assert card["evaluation"]["validation"]["ok"] is True
     assert {g["head"] for g in card["gates"]} == {"meter", "oscar", "genre"}
+    # `mimo models list` names both damaged folders and lists version 2 alone; gc (on a copy)
+    # moves folder 1 aside and deletes the staging folder, and the listing is clean.
+    assert main(["models", "list", "--registry", root]) == 0
+    listed = capsys.readouterr()
+    assert f"warning: {registry.model_dir(spec.name)}/1: no model_card.json" in listed.err
+    assert "TF Serving serves the highest: 2" in listed.out
+    copy = Registry(shutil.copytree(root, tmp_path / "registry"))
+    assert main(["models", "gc", "--registry", copy.root]) == 0
+    assert "deleted" in capsys.readouterr().out and not copy.damaged(spec.name)
+    kept = os.listdir(copy.model_dir(spec.name))
+    assert "1" not in kept and [n for n in kept if n.startswith(".damaged-1-")]
+    assert copy.versions(spec.name) == [2] and not [n for n in kept if n.startswith(".staging")]
     # The published SavedModel, loaded from the registry, serves raw examples with every head.
-    served = tf.saved_model.load(registry.path(spec.name, 1))
+    served = tf.saved_model.load(registry.path(spec.name, 2))
     examples = raw_eval_examples(outputs, drop_columns=[o.column for o in spec.outputs])
     out = served.signatures["serving_default"](examples=tf.constant(examples))
     assert {"meter", "oscar", "genre", "genre_labels"} <= set(out)
     assert out["genre"].shape == (len(examples), 21)
 
 
-def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_run, tmp_path):
+def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(movies_run, tmp_path):
     spec, paths, shared = movies_run
     from components.registry import Registry
 
-    # Its own copy of the first run (ML Metadata, registry with version 1): the shared run stays
+    # Its own copy of the first run (ML Metadata, registry with version 2): the shared run stays
     # as it was, whatever order the tests run in.
     output = str(tmp_path / "runs")
     shutil.copytree(os.path.dirname(os.path.dirname(paths.pipeline_root)), output)
@@ -390,7 +413,7 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
     assert "NOT blessed" in result.stdout
     assert "- meter mae = " in result.stdout and "upper bound 0.01" in result.stdout
     assert "Nothing pushed: the registry is as it was." in result.stdout
-    assert registry.versions(spec.name) == [1]
+    assert registry.versions(spec.name) == [2]
     after = {
         d: os.stat(os.path.join(registry.model_dir(spec.name), d)).st_mtime
         for d in os.listdir(registry.model_dir(spec.name))
@@ -398,16 +421,16 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_version_2(movies_ru
     assert after == before
 
     raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 40.0, "max_regression": 10.0}]
-    raw["training"]["learning_rate"] = 0.002  # a new model, compared with version 1
+    raw["training"]["learning_rate"] = 0.002  # a new model, compared with version 2
     (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     result = cli_run(tmp_path / "retrain.yaml", output)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Blessed: every head passed its gates." in result.stdout, result.stdout[-3000:]
-    assert registry.versions(spec.name) == [1, 2]
-    card = registry.card(spec.name, 2)
-    assert card["baseline"]["version"] == 1
+    assert registry.versions(spec.name) == [2, 3]
+    card = registry.card(spec.name, 3)
+    assert card["baseline"]["version"] == 2
     assert "baseline:mean_absolute_error" in card["evaluation"]["metrics"]["meter"]["overall"]
-    assert f"Pushed version 2: {registry.path(spec.name, 2)}" in result.stdout
+    assert f"Pushed version 3: {registry.path(spec.name, 3)}" in result.stdout
     # The table shows the baseline's value next to the new one.
     meter_row = next(
         line
