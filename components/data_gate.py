@@ -7,6 +7,7 @@ the problem. Transform depends on it, so nothing is transformed, trained or push
 failure.
 """
 
+import difflib
 import json
 import os
 
@@ -43,10 +44,7 @@ def check_data(
 
     def expect(column, role, accepted):
         if column not in types:
-            errors.append(
-                f"{where}: column {column!r} ({role}) is not in the data; "
-                f"columns found: {', '.join(sorted(types))}"
-            )
+            errors.append(_absent(spec, where, column, role, sorted(types)))
         elif types[column] not in accepted:
             found = types[column]
             detail = _locate_bad_values(spec, column) if found == BYTES else ""
@@ -134,6 +132,29 @@ def check_data(
     return errors, warnings
 
 
+def _absent(spec: Spec, where: str, column: str, role: str, found: list[str]) -> str:
+    """Why a column has no feature: empty in every row of the files that have it, or not there
+    (with the nearest names)."""
+    with_header = [path for path, header in _csv_headers(spec) if column in header]
+    if with_header:
+        return (
+            f"{', '.join(with_header)}: column {column!r} ({role}) is empty (or a missing-value "
+            "token) in every row; fill it, or take it out of the spec"
+        )
+    near = difflib.get_close_matches(column, found, n=2)
+    hint = f"; did you mean {' or '.join(map(repr, near))}?" if near else ""
+    return f"{where}: column {column!r} ({role}) is not in the data{hint} (columns found: {', '.join(found)})"
+
+
+def _csv_headers(spec: Spec):
+    """(path, header) of every CSV data file (none for other formats)."""
+    if spec.data.format != "csv":
+        return
+    for pattern in spec.data.patterns.values():
+        for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
+            yield path, read_header(path, spec.data.encoding)
+
+
 def _describe(types) -> str:
     if BYTES in types:
         return "strings" if len(types) == 1 else "any values"
@@ -177,32 +198,28 @@ def _num_missing(common) -> str:
 
 def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int = 3) -> str:
     """For CSV data: the first lines whose value in `column` is not a number (or is empty)."""
-    if spec.data.format != "csv":
-        return ""
     hits = []
     missing = CsvOptions(spec.data.na_values, spec.data.column_na_values).missing_tokens(column)
-    for pattern in spec.data.patterns.values():
-        for path in sorted(tf.io.gfile.glob(os.path.join(spec.data.root, pattern))):
-            header = read_header(path, spec.data.encoding)
-            if column not in header:
+    for path, header in _csv_headers(spec):
+        if column not in header:
+            continue
+        index = header.index(column)
+        for line, cells in iter_rows(path, len(header), spec.data.encoding):
+            value = cells[index]
+            if empty:
+                bad = value.strip() in missing
+            elif value.strip() in missing:
                 continue
-            index = header.index(column)
-            for line, cells in iter_rows(path, len(header), spec.data.encoding):
-                value = cells[index]
-                if empty:
-                    bad = value.strip() in missing
-                elif value.strip() in missing:
-                    continue
-                else:
-                    try:
-                        float(value)
-                        bad = False
-                    except ValueError:
-                        bad = True
-                if bad:
-                    hits.append(f"{path} line {line}: {value!r}")
-                    if len(hits) >= limit:
-                        return "; first: " + "; ".join(hits)
+            else:
+                try:
+                    float(value)
+                    bad = False
+                except ValueError:
+                    bad = True
+            if bad:
+                hits.append(f"{path} line {line}: {value!r}")
+                if len(hits) >= limit:
+                    return "; first: " + "; ".join(hits)
     return "; first: " + "; ".join(hits) if hits else ""
 
 

@@ -68,6 +68,13 @@ def image_path(path: str) -> str:
     return f"{IMAGE_PROJECT_DIR}/{rel}"
 
 
+def kubeflow_name(name: str) -> str:
+    """The spec's name as Kubeflow accepts a pipeline name ([a-z0-9][a-z0-9-]{0,127}): the spec
+    allows capitals and '_', so `Movies_v2` becomes `movies-v2`. The registry keeps the spec's
+    name; only the pipeline's name in Kubeflow (and its ML Metadata contexts there) changes."""
+    return name.lower().replace("_", "-")[:128]
+
+
 def kubeflow_pipeline(
     spec: Spec,
     beam_pipeline_args: list[str],
@@ -93,6 +100,7 @@ def kubeflow_pipeline(
         # change (and never ExampleGen, see compile_kubeflow).
         retrain=False,
         baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        pipeline_name=kubeflow_name(spec.name),
         registry=registry or None,
         mlflow_tracking_uri=mlflow_tracking_uri,
         data_root=tfx.dsl.experimental.RuntimeParameter(
@@ -247,7 +255,10 @@ class KubeflowRunner(Runner):
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         compiled = compile_kubeflow(pipeline, args.output, image=args.image)
         params = compiled["root"]["inputDefinitions"]["parameters"]
-        print(f"Compiled '{spec.name}' for Kubeflow Pipelines: {os.path.abspath(args.output)}")
+        print(
+            f"Compiled '{spec.name}' for Kubeflow Pipelines as pipeline "
+            f"'{pipeline.pipeline_info.pipeline_name}': {os.path.abspath(args.output)}"
+        )
         print(f"  image: {args.image}")
         print(f"  steps: {', '.join(sorted(compiled['root']['dag']['tasks']))}")
         for name, p in sorted(params.items()):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
 
@@ -199,11 +200,38 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that run a pipeline: unless --verbose, TF/CUDA/Beam output goes to a log file.
+LOGGED_COMMANDS = ("run",)
+
+
+def _log_path(argv: list[str]) -> str | None:
+    """OUTPUT/logs/run-<time>-<pid>.log for a logged command without --verbose, else None."""
+    if not argv or argv[0] not in LOGGED_COMMANDS:
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--output", default="runs")
+    pre.add_argument("--verbose", action="store_true")
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.verbose or "-h" in argv or "--help" in argv:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(
+        os.path.abspath(known.output), "logs", f"{argv[0]}-{stamp}-{os.getpid()}.log"
+    )
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with_runners = not (argv and argv[0] in OWN_COMMANDS)
-    args = build_parser(with_runners).parse_args(argv)
-    return args.func(args)
+    log_path = _log_path(argv)
+    if log_path is None:
+        args = build_parser(with_runners).parse_args(argv)
+        return args.func(args)
+    from pipeline.console import quiet
+
+    with quiet(log_path):  # from before TensorFlow loads: its start-up lines go to the log too
+        args = build_parser(with_runners).parse_args(argv)
+        return args.func(args)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def create_pipeline(
     mlflow_tracking_uri: str = "",
     data_root: str | RuntimeParameter | None = None,
     baseline_strategy=LatestCompatibleBlessedModelStrategy,
+    pipeline_name: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
@@ -193,7 +194,7 @@ def create_pipeline(
             )
         components.append(pusher)
     return tfx.dsl.Pipeline(
-        pipeline_name=spec.name,
+        pipeline_name=pipeline_name or spec.name,  # an orchestrator's own spelling of it
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=enable_cache,

@@ -304,16 +304,30 @@ class Spec:
         return {i.column for i in self.inputs}
 
 
+def _schema_problem(path: str) -> str | None:
+    """Why a curated schema.pbtxt cannot be read (None: it parses)."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            text_format.Parse(f.read(), schema_pb2.Schema())
+    except (text_format.ParseError, UnicodeDecodeError) as e:
+        return f"line {e}" if isinstance(e, text_format.ParseError) else str(e)
+    return None
+
+
 def load_spec(path: str) -> Spec:
     """Reads, resolves and validates a spec file, including that its data files exist."""
-    source = os.path.basename(path)
     if not os.path.isfile(path):
         raise SpecError(path, [("", "spec file not found")])
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f)
     except yaml.YAMLError as e:
-        raise SpecError(source, [("", f"not valid YAML: {e}")]) from None
+        hint = " (YAML indents with spaces, never tabs)" if "'\\t'" in str(e) else ""
+        raise SpecError(path, [("", f"not valid YAML{hint}: {e}")]) from None
     return Spec.from_dict(
         raw, source=path, base_dir=os.path.dirname(os.path.abspath(path)), check_files=True
     )
@@ -460,6 +474,10 @@ class _Parser:
             schema = self._resolve(str(schema))
             if self.check_files and not os.path.isfile(schema) and "://" not in schema:
                 self.error("data.schema", f"schema file not found: {schema}")
+            elif self.check_files and (problem := _schema_problem(schema)):
+                self.error(
+                    "data.schema", f"{schema} is not a TFMD schema in text format: {problem}"
+                )
         return DataSpec(
             path=path,
             format=fmt,

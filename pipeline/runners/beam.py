@@ -87,6 +87,29 @@ def beam_args(options: BeamOptions) -> list[str]:
     raise BeamArgsError(f"unknown Beam runner {o.runner!r}; one of {', '.join(RUNNERS)}")
 
 
+def check_beam_args(args: list[str]) -> None:
+    """Beam's own parse of the arguments, its usage text reduced to the line that says what is
+    wrong (raised as BeamArgsError), so a typo stops the run before its first component."""
+    import contextlib
+    import io
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            PipelineOptions(list(args)).get_all_options()
+    except SystemExit:
+        errors = [
+            line.split("error: ", 1)[1]
+            for line in said.getvalue().splitlines()
+            if "error: " in line
+        ]
+        raise BeamArgsError(
+            f"Beam refuses its arguments ({' '.join(args)}): {errors[-1] if errors else said.getvalue()}"
+        ) from None
+
+
 def add_beam_flags(parser, required: bool = False) -> None:
     """The same --beam-* flags on every command that builds a pipeline."""
     g = parser.add_argument_group("Beam (ExampleGen, StatisticsGen, Transform, Evaluator)")

@@ -8,25 +8,36 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fcntl
+import glob
 import json
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
+import traceback
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
 from tfx.dsl.compiler import constants as tfx_constants
 from tfx.orchestration.portable import runtime_parameter_utils
 
+from pipeline import console
 from pipeline.pipeline import create_pipeline
 from pipeline.runners import Command, Runner, register
-from pipeline.runners.beam import BeamArgsError, add_beam_flags, beam_args, options_from_flags
+from pipeline.runners.beam import (
+    BeamArgsError,
+    add_beam_flags,
+    beam_args,
+    check_beam_args,
+    options_from_flags,
+)
 from pipeline.spec import Spec
 
 # The DirectRunner's in-process mode: the fastest on small data and on 2 cores.
@@ -78,16 +89,22 @@ def local_pipeline(
 
 
 def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
-    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline. The run
-    gets an id of its own (TFX's is the start time alone), returned in the RunPaths, so that what
-    it reports is its own execution even when another run shares the output directory."""
+    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline.
+
+    The run holds the output directory's lock (a second run of the pipeline there is refused
+    with RunLockedError), first cleans up what a run killed with kill -9 left there, and gets an
+    id of its own (TFX's is the start time alone), returned in the RunPaths, so that what it
+    reports is its own execution."""
     pipeline, paths = local_pipeline(spec, output_dir, **options)
-    run_id = f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:8]}"
-    ir = compiler.Compiler().compile(pipeline)
-    runtime_parameter_utils.substitute_runtime_parameter(
-        ir, {tfx_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
-    )
-    tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+    with output_lock(paths):
+        for line in clean_up_killed_runs(paths, spec.name):
+            print(f"Cleaned up {line}")
+        run_id = f"{datetime.datetime.now().isoformat()}-{uuid.uuid4().hex[:8]}"
+        ir = compiler.Compiler().compile(pipeline)
+        runtime_parameter_utils.substitute_runtime_parameter(
+            ir, {tfx_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+        )
+        tfx.orchestration.LocalDagRunner().run_with_ir(ir)
     return dataclasses.replace(paths, run_id=run_id)
 
 
@@ -125,6 +142,45 @@ def latest_run_outputs(metadata_path: str, run_id: str | None = None) -> dict[st
             per_key.setdefault(key, []).append(artifacts[ev.artifact_id])
         outputs[component] = per_key
     return outputs
+
+
+def clean_up_killed_runs(paths: RunPaths, pipeline_name: str) -> list[str]:
+    """What a run killed with kill -9 left: executions still NEW or RUNNING in ML Metadata, their
+    half-written output folders and working directories. Call it holding output_lock (no other
+    run of the pipeline is active, so nothing running is really running): the executions are
+    marked CANCELED and their folders removed. Returns one line per execution cleaned."""
+    if not os.path.exists(paths.metadata_path):
+        return []
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
+    store = metadata_store.MetadataStore(config)
+    unfinished = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    cleaned = []
+    for execution in store.get_executions():
+        if execution.last_known_state not in unfinished:
+            continue
+        nodes = [
+            c.name[len(pipeline_name) + 1 :]
+            for c in store.get_contexts_by_execution(execution.id)
+            if c.name.startswith(pipeline_name + ".")
+        ]
+        removed = []
+        for node in nodes:
+            node_dir = os.path.join(paths.pipeline_root, node)
+            system = os.path.join(node_dir, ".system")
+            folders = glob.glob(os.path.join(node_dir, "*", str(execution.id)))
+            folders.append(os.path.join(system, "executor_execution", str(execution.id)))
+            folders += glob.glob(os.path.join(system, "stateful_working_dir", "*"))
+            for folder in folders:
+                if os.path.isdir(folder):
+                    shutil.rmtree(folder)
+                    removed.append(folder)
+        execution.last_known_state = metadata_store_pb2.Execution.CANCELED
+        store.put_executions([execution])
+        cleaned.append(
+            f"{'/'.join(nodes) or 'an execution'} (execution {execution.id}) of a run that was "
+            f"killed: marked canceled, {len(removed)} unfinished folder(s) removed"
+        )
+    return cleaned
 
 
 class RunLockedError(RuntimeError):
@@ -172,22 +228,36 @@ class _ProgressOnly(logging.Filter):
         )
 
 
-def configure_logging(verbose: bool) -> None:
-    """One handler on the root logger; unless verbose, it shows progress and errors only."""
+def configure_logging(verbose: bool, log=None) -> None:
+    """Verbose: every record on stderr. Else progress and errors on the terminal, and every
+    record in `log` (the run's full log, pipeline/console.py) when there is one."""
     from absl import logging as absl_logging
 
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    if not verbose:
-        handler.addFilter(_ProgressOnly())
-    root.addHandler(handler)
+    full = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(full)
+        root.addHandler(handler)
+    else:
+        root.addHandler(console.terminal_handler(_ProgressOnly()))
+        if log is not None:
+            import tf_keras
+
+            handler = logging.StreamHandler(log.stream)
+            handler.setFormatter(full)
+            root.addHandler(handler)
+            tf_keras.utils.disable_interactive_logging()  # epoch lines: log records, not prints
     root.setLevel(logging.INFO)
     absl_logging.set_verbosity(absl_logging.INFO)
-    if not verbose:  # TensorFlow's logger has a handler of its own and does not propagate
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    tf_logger = logging.getLogger("tensorflow")  # it has a handler of its own: use ours
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.propagate = True
+    if not verbose and log is None:
+        tf_logger.setLevel(logging.ERROR)
 
 
 def _find_cause(exc: BaseException, cls) -> BaseException | None:
@@ -226,45 +296,63 @@ class LocalRunner(Runner):
         parser.add_argument("--mlflow-tracking-uri", help="also register blessed models in MLflow")
         parser.add_argument("--no-cache", action="store_true", help="re-run every component")
         parser.add_argument(
-            "--verbose", action="store_true", help="show every log line of TFX and Beam"
+            "--verbose",
+            action="store_true",
+            help="show every log line of TFX, Beam and TensorFlow here (default: progress and "
+            "results here, everything in OUTPUT/logs/run-*.log)",
         )
 
     def run(self, spec: Spec, args) -> int:
         from components.errors import DataValidationError
         from pipeline.evaluation.report import print_run
 
-        configure_logging(args.verbose)
+        log = console.active_log()
+        configure_logging(args.verbose, log)
         try:
             beam = beam_args(options_from_flags(args)) + list(args.beam_arg or [])
+            check_beam_args(beam)
         except BeamArgsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         print(
             f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}"
         )
+        full_log = f"\nFull log: {log.path}" if log else ""
         try:
-            with output_lock(run_paths(spec, args.output)):
-                paths = run_local(
-                    spec,
-                    args.output,
-                    beam_args=beam,
-                    enable_cache=not args.no_cache,
-                    registry=args.registry,
-                    mlflow_tracking_uri=args.mlflow_tracking_uri or "",
-                )
+            paths = run_local(
+                spec,
+                args.output,
+                beam_args=beam,
+                enable_cache=not args.no_cache,
+                registry=args.registry,
+                mlflow_tracking_uri=args.mlflow_tracking_uri or "",
+            )
         except RunLockedError as e:
             print(f"error: {e}", file=sys.stderr)
             return 4
-        except Exception as e:  # noqa: BLE001 - reduce known data errors to their message
+        except Exception as e:  # noqa: BLE001 - the message here, the traceback in the log
+            if log is not None:
+                traceback.print_exc(file=log.stream)
             cause = _find_cause(e, DataValidationError)
-            if cause is None:
+            if cause is not None:
+                # Beam appends the step a DoFn's error came from; the message names the file.
+                message = re.sub(r" \[while running '[^']*'\]$", "", str(cause))
+                print(f"\nerror: {message}{full_log}", file=sys.stderr)
+                return 3
+            if log is None:
                 raise
-            # Beam appends the step a DoFn's error came from; the message names the file already.
-            message = re.sub(r" \[while running '[^']*'\]$", "", str(cause))
-            print(f"\nerror: {message}", file=sys.stderr)
-            return 3
+            print(f"\nerror: {_brief(e)}{full_log}", file=sys.stderr)
+            return 1
         print_run(spec, latest_run_outputs(paths.metadata_path, paths.run_id), paths.metadata_path)
+        if full_log:
+            print(full_log)
         return 0
+
+
+def _brief(exc: BaseException, limit: int = 600) -> str:
+    """An unexpected error in a few lines: its type and message, not its traceback."""
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[:limit] + " ... (the rest is in the log)"
 
 
 register(LocalRunner())

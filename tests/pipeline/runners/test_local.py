@@ -3,6 +3,10 @@
 import glob
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -13,13 +17,14 @@ from conftest import (
     DIGITS_FIXTURE_SPEC,
     MOVIES_FIXTURE_CSV,
     MOVIES_FIXTURE_SPEC,
+    REPO,
     TEST_BEAM_ARGS,
 )
 from helpers import MESSY_LABELS, cli_run, fake_saved_model, write_messy_movies
 
 from pipeline.evaluation.report import load_training_report
 from pipeline.runners.beam import BeamOptions, beam_args
-from pipeline.runners.local import latest_run_outputs, run_local
+from pipeline.runners.local import latest_run_outputs, run_local, run_paths
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
@@ -40,27 +45,76 @@ COMPONENTS = [
 
 
 @pytest.fixture(scope="module")
-def movies_run(tmp_path_factory, beam_job_server):
-    """The fixture pipeline with every Beam step on the PortableRunner, through a Job API server
-    (as on Flink or Spark); the digits and CLI runs below use the DirectRunner.
-
-    Its data is the movies fixture as users' files come (tests/helpers.py): awkward column names,
-    missing values written as NA, N/A, null, ... and each head's label missing on a different
-    third of the rows. No hand cleaning."""
+def killed_run(tmp_path_factory, beam_job_server):
+    """A `mimo run` of the messy movies data (below) killed with kill -9 inside Transform.
+    Returns (output folder, spec, portable Beam flags, the Transform folders it left)."""
     endpoint, _ = beam_job_server
     out = tmp_path_factory.mktemp("movies_run")
     raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
     (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     spec = load_spec(str(out / "movies.yaml"))
-    portable = beam_args(
-        BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
+    options = BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
+    flags = ["--beam-runner", "portable", "--job-endpoint", endpoint]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--spec", str(out / "movies.yaml")]
+        + ["--output", str(out), *flags, "--environment-type", "LOOPBACK"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        for line in proc.stderr:
+            if "Component Transform is running." in line:
+                break
+        time.sleep(4)  # inside Transform's Beam pipeline
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    transform = os.path.join(run_paths(spec, str(out)).pipeline_root, "Transform")
+    return out, spec, beam_args(options), glob.glob(os.path.join(transform, "*", "*"))
+
+
+@pytest.fixture(scope="module")
+def movies_run(killed_run):
+    """The fixture pipeline with every Beam step on the PortableRunner, through a Job API server
+    (as on Flink or Spark); the digits and CLI runs below use the DirectRunner. It runs on the
+    output folder of a run killed inside Transform (killed_run), as a user re-runs the command.
+
+    Its data is the movies fixture as users' files come (tests/helpers.py): awkward column names,
+    missing values written as NA, N/A, null, ... and each head's label missing on a different
+    third of the rows. No hand cleaning."""
+    out, spec, portable, _ = killed_run
     # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
     # with a SavedModel but no model card, and a killed publish's staging folder.
     fake_saved_model(out / "registry" / spec.name / "1")
     fake_saved_model(out / "registry" / spec.name / ".staging-killed")
     paths = run_local(spec, str(out), beam_args=portable)
     return spec, paths, latest_run_outputs(paths.metadata_path, paths.run_id)
+
+
+def test_a_run_killed_in_transform_is_cleaned_up_by_the_next(killed_run, movies_run):
+    """The killed run's Transform execution is marked canceled and its half-written folders are
+    gone; the next run (movies_run) finished with outputs of its own."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx import v1 as tfx
+
+    _, _, _, left = killed_run
+    spec, paths, outputs = movies_run
+    assert left, "the killed Transform had started writing its outputs"
+    transform = os.path.join(paths.pipeline_root, "Transform")
+    assert not set(left) & set(glob.glob(os.path.join(transform, "*", "*")))
+    assert not os.listdir(os.path.join(transform, ".system", "stateful_working_dir"))
+    assert outputs["Transform"]["transform_graph"][0].uri not in left
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
+    )
+    states = {e.id: e.last_known_state for e in store.get_executions()}
+    killed = [int(os.path.basename(f)) for f in left]
+    assert {states[i] for i in killed} == {metadata_store_pb2.Execution.CANCELED}
+    assert metadata_store_pb2.Execution.RUNNING not in states.values()
 
 
 def test_beam_steps_ran_as_jobs_on_the_job_server(movies_run, beam_job_server):

@@ -1,4 +1,6 @@
-"""One output directory, one run at a time: a second `mimo run` is refused at once."""
+"""One output directory, one run at a time: a second `mimo run` is refused at once. (A run
+killed with kill -9 and recovered by the next: the shared run of tests/pipeline/runners/
+test_local.py.)"""
 
 import json
 import os
