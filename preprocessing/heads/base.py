@@ -202,6 +202,39 @@ def prior_log_loss(y_train: np.ndarray, y_eval: np.ndarray) -> float:
     return float(np.sum(bce))
 
 
+def labels_outside_classes(head, column_stats: dict, split_cell=None) -> list[str]:
+    """Per split, the labels outside the head's declared `classes` with their counts, from
+    TFDV's rank histogram of the string label column (its most frequent distinct cells: exact
+    unless a split has more distinct cells than the histogram keeps, which the line says).
+    `split_cell(cell)` gives a cell's labels (default: the cell is one label)."""
+    if not head.options.get("classes"):
+        return []
+    known = {str(c) for c in head.options["classes"]}
+    lines = []
+    for split, stats in sorted(column_stats.items()):
+        if stats.WhichOneof("stats") != "string_stats":
+            continue
+        buckets = stats.string_stats.rank_histogram.buckets
+        unknown: dict[str, int] = {}
+        for b in buckets:
+            for label in split_cell(b.label) if split_cell else [b.label]:
+                if label not in known:
+                    unknown[label] = unknown.get(label, 0) + int(b.sample_count)
+        if not unknown:
+            continue
+        values = ", ".join(
+            f"{v!r} x{n}" for v, n in sorted(unknown.items(), key=lambda x: -x[1])[:10]
+        )
+        scope = ""
+        if stats.string_stats.unique > len(buckets):
+            scope = f" (counted in its {len(buckets)} most frequent cells)"
+        lines.append(
+            f"column {head.column!r} (output '{head.name}') has {sum(unknown.values())} "
+            f"label(s) outside its `classes` in split '{split}'{scope}: {values}"
+        )
+    return lines
+
+
 def unique_count(column_stats: dict) -> int | None:
     """The most distinct values TFDV saw in a string column over the splits (None: unknown)."""
     counts = [

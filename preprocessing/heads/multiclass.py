@@ -7,7 +7,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from preprocessing.base import as_string, dense_with_mask
-from preprocessing.heads.base import HeadType, Metric, class_index, label_name, unique_count
+from preprocessing.heads.base import (
+    HeadType,
+    Metric,
+    class_index,
+    label_name,
+    labels_outside_classes,
+    unique_count,
+)
 from preprocessing.options import Choice, Integer, NameList, Nullable, Option, OptionError
 from preprocessing.registry import HEAD_TYPES
 
@@ -139,45 +146,19 @@ class Multiclass(HeadType):
         index = tf.where(present, index, tf.constant(-1, tf.int64))
         return index, index >= 0
 
-    def unknown_labels(self, head, column_stats) -> list[str]:
-        """Per split, the labels outside the declared `classes` with their counts, from TFDV's
-        rank histogram of a string label column (exact up to its 1,000 most frequent values)."""
-        if not head.options["classes"]:
-            return []
-        known = {str(c) for c in head.options["classes"]}
-        lines = []
-        for split, stats in sorted(column_stats.items()):
-            if stats.WhichOneof("stats") != "string_stats":
-                continue
-            unknown = {
-                b.label: int(b.sample_count)
-                for b in stats.string_stats.rank_histogram.buckets
-                if b.label not in known
-            }
-            if unknown:
-                values = ", ".join(
-                    f"{v!r} x{n}" for v, n in sorted(unknown.items(), key=lambda x: -x[1])[:10]
-                )
-                lines.append(
-                    f"column {head.column!r} (output '{head.name}') has "
-                    f"{sum(unknown.values())} label(s) outside its `classes` in split "
-                    f"'{split}': {values}"
-                )
-        return lines
-
     def label_notes(self, head, column_type, column_stats):
         if head.options["unknown_labels"] != "mask":
             return []
         return [
             f"{line}; they weigh 0 for this head (unknown_labels: error stops the run instead)"
-            for line in self.unknown_labels(head, column_stats)
+            for line in labels_outside_classes(head, column_stats)
         ]
 
     def label_checks(self, head, column_type, column_stats):
         if head.options["unknown_labels"] == "error":
             problems = [
                 f"{line}; add them to `classes`, fix the rows, or set unknown_labels: mask"
-                for line in self.unknown_labels(head, column_stats)
+                for line in labels_outside_classes(head, column_stats)
             ]
             if problems:
                 return problems

@@ -13,10 +13,19 @@ from preprocessing.heads.base import (
     clipped_prior,
     keras_metric,
     label_name,
+    labels_outside_classes,
     prior_log_loss,
 )
 from preprocessing.modalities.multi_value import split_values
-from preprocessing.options import Integer, NameList, Nullable, Option, OptionError, String
+from preprocessing.options import (
+    Choice,
+    Integer,
+    NameList,
+    Nullable,
+    Option,
+    OptionError,
+    String,
+)
 from preprocessing.registry import HEAD_TYPES
 
 # Computed for every label at once by TFMA metrics of our own, with the same names and sub-keys
@@ -58,6 +67,12 @@ class Multilabel(HeadType):
             None,
             "without `classes`: the size of the vector (the most frequent training labels)",
             Nullable(Integer(2)),
+        ),
+        "unknown_labels": Option(
+            "ignore",
+            "a label outside `classes`: ignore (the row keeps its other labels; the data gate "
+            "warns with the values and counts) or error (the data gate stops the run)",
+            Choice(("ignore", "error")),
         ),
     }
     metric_table = {
@@ -125,6 +140,29 @@ class Multilabel(HeadType):
 
     def label_stats(self, y, head, info):
         return {"prior": clipped_prior(y)} if y.size else {}
+
+    def _outside(self, head, column_stats) -> list[str]:
+        delimiter = head.options["delimiter"]
+        return labels_outside_classes(
+            head, column_stats, lambda cell: [v.strip() for v in cell.split(delimiter) if v.strip()]
+        )
+
+    def label_notes(self, head, column_type, column_stats):
+        if head.options["unknown_labels"] != "ignore":
+            return []
+        return [
+            f"{line}; they are ignored, each row keeps its other labels (unknown_labels: error "
+            "stops the run instead)"
+            for line in self._outside(head, column_stats)
+        ]
+
+    def label_checks(self, head, column_type, column_stats):
+        if head.options["unknown_labels"] != "error":
+            return []
+        return [
+            f"{line}; add them to `classes`, fix the rows, or set unknown_labels: ignore"
+            for line in self._outside(head, column_stats)
+        ]
 
     def num_units(self, head, info):
         return self.depth(head.options)

@@ -225,3 +225,30 @@ def test_multiclass_labels_outside_classes_are_counted_and_warned_or_stopped(tmp
     spec = spec_on(tmp_path, "movies.csv", rating_head("error"))
     errors, _ = check_data(spec, schema, {"train": stats}, {})
     assert len(errors) == 1 and "'NC-17' x5, 'X' x2; add them to `classes`" in errors[0]
+
+
+def test_multilabel_labels_outside_classes_are_counted_and_warned_or_stopped(tmp_path):
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    frame.loc[:2, "Genre"] = "Drama, Film-Noir"  # a genre the spec does not declare, 3 rows
+    frame.loc[3, "Genre"] = "News"
+    frame.to_csv(tmp_path / "movies.csv", index=False)
+
+    def genre_head(unknown_labels):
+        def mutate(raw):
+            genre = next(o for o in raw["outputs"] if o["name"] == "genre")
+            genre["unknown_labels"] = unknown_labels
+
+        return mutate
+
+    stats, schema = stats_schema(tmp_path / "movies.csv")
+    spec = spec_on(tmp_path, "movies.csv", genre_head("ignore"))
+    errors, warnings = check_data(spec, schema, {"train": stats}, {})
+    assert errors == []
+    line = (
+        "column 'Genre' (output 'genre') has 4 label(s) outside its `classes` in split 'train': "
+        "'Film-Noir' x3, 'News' x1; they are ignored, each row keeps its other labels"
+    )
+    assert any(line in w for w in warnings), warnings
+    spec = spec_on(tmp_path, "movies.csv", genre_head("error"))
+    errors, _ = check_data(spec, schema, {"train": stats}, {})
+    assert len(errors) == 1 and "'Film-Noir' x3, 'News' x1; add them to `classes`" in errors[0]
