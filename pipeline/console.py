@@ -3,7 +3,8 @@
 `mimo run` without `--verbose` runs inside `quiet(log_path)`: the process's file descriptors 1
 and 2 point at the log file, so whatever TensorFlow, CUDA, Beam workers or any C++ library write
 goes there; Python's `sys.stdout` / `sys.stderr` write to both the terminal and the log, so the
-runner's own lines (progress, warnings of our components, results, the error) are seen and kept.
+runner's own lines (progress, warnings of our components, results, the error) are seen and kept
+(while the pipeline runs, `stderr_to_log_only` keeps other libraries' stderr in the log).
 Python warnings go to the log only; log records reach the terminal through `terminal_handler`'s
 filter.
 """
@@ -97,6 +98,22 @@ def quiet(log_path: str):
             if s not in (out, err):
                 s.close()
         log.close()
+
+
+@contextmanager
+def stderr_to_log_only():
+    """Inside quiet(): Python-level writes to sys.stderr go to the log only for the block (e.g.
+    while the pipeline runs: Beam's workers print tracebacks of failed steps straight to
+    sys.stderr). Elsewhere a no-op."""
+    log = active_log()
+    if log is None or not isinstance(sys.stderr, Tee):
+        yield
+        return
+    tee, sys.stderr = sys.stderr, log.stream
+    try:
+        yield
+    finally:
+        sys.stderr = tee
 
 
 class _Brief(logging.Formatter):

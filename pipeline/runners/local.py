@@ -217,11 +217,13 @@ def output_lock(paths: RunPaths):
 
 # -- the `mimo run` command -------------------------------------------------------------------------
 class _ProgressOnly(logging.Filter):
-    """Lets through errors and the runner's 'Component X is running/finished.' lines."""
+    """Lets through the runner's 'Component X is running/finished.' lines and its errors
+    (TFX logs through absl), not Beam's: Beam and its job services log a failed step's
+    tracebacks as errors, and the run's own error line says what failed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.ERROR:
-            return True
+            return record.name == "absl" or record.name.startswith("tfx")
         message = record.getMessage()
         return message.startswith("Component ") and message.endswith(
             (" is running.", " is finished.")
@@ -303,7 +305,6 @@ class LocalRunner(Runner):
         )
 
     def run(self, spec: Spec, args) -> int:
-        from components.errors import DataValidationError
         from pipeline.evaluation.report import print_run
 
         log = console.active_log()
@@ -319,24 +320,23 @@ class LocalRunner(Runner):
         )
         full_log = f"\nFull log: {log.path}" if log else ""
         try:
-            paths = run_local(
-                spec,
-                args.output,
-                beam_args=beam,
-                enable_cache=not args.no_cache,
-                registry=args.registry,
-                mlflow_tracking_uri=args.mlflow_tracking_uri or "",
-            )
+            with console.stderr_to_log_only():
+                paths = run_local(
+                    spec,
+                    args.output,
+                    beam_args=beam,
+                    enable_cache=not args.no_cache,
+                    registry=args.registry,
+                    mlflow_tracking_uri=args.mlflow_tracking_uri or "",
+                )
         except RunLockedError as e:
             print(f"error: {e}", file=sys.stderr)
             return 4
         except Exception as e:  # noqa: BLE001 - the message here, the traceback in the log
             if log is not None:
                 traceback.print_exc(file=log.stream)
-            cause = _find_cause(e, DataValidationError)
-            if cause is not None:
-                # Beam appends the step a DoFn's error came from; the message names the file.
-                message = re.sub(r" \[while running '[^']*'\]$", "", str(cause))
+            message = _data_error(e)
+            if message is not None:
                 print(f"\nerror: {message}{full_log}", file=sys.stderr)
                 return 3
             if log is None:
@@ -347,6 +347,23 @@ class LocalRunner(Runner):
         if full_log:
             print(full_log)
         return 0
+
+
+def _data_error(exc: BaseException) -> str | None:
+    """The message of a DataValidationError behind `exc`: found by type when the step ran in
+    this process, by its text when a portable runner's worker sent it back as text."""
+    from components.errors import DataValidationError
+
+    cause = _find_cause(exc, DataValidationError)
+    if cause is not None:
+        message = str(cause)
+    else:
+        found = re.findall(rf"{DataValidationError.__name__}: (.+)", str(exc))
+        if not found:
+            return None
+        message = found[-1]
+    # Beam appends the step a DoFn's error came from; the message names the file already.
+    return re.sub(r" \[while running '[^']*'\]$", "", message)
 
 
 def _brief(exc: BaseException, limit: int = 600) -> str:

@@ -183,6 +183,16 @@ CASES = [
         stops_before="StatisticsGen",
     ),
     Case(
+        "a row with too many fields, on a portable Beam runner (its error comes back as text)",
+        lambda d: [
+            "portable",
+            *run(spec_with(d, with_row(40, FIXTURE_LINES[39].rstrip("\n") + ",extra\n"))),
+        ],
+        3,
+        ["{dir}/movies.csv, line 40: 16 cell(s)"],
+        stops_before="StatisticsGen",
+    ),
+    Case(
         "a row with too few fields",
         lambda d: run(spec_with(d, with_row(41, joined(cells(41)[:5])))),
         3,
@@ -393,19 +403,23 @@ ANSWERS = []
 @pytest.mark.parametrize(
     "case", [pytest.param(c, id=c.name.replace(" ", "-"), marks=c.marks) for c in CASES]
 )
-def test_bad_input_gets_a_short_answer(case, tmp_path, registry, capsys, restore_logging):
+def test_bad_input_gets_a_short_answer(case, tmp_path, registry, capsys, restore_logging, request):
     argv = case.setup(tmp_path)
-    locked = argv[:1] == ["locked"]
-    argv = argv[1:] if locked else argv
+    how = argv.pop(0) if argv[0] in ("locked", "portable") else None
     output = tmp_path / "runs"
     if argv[0] == "run":
         argv += ["--output", str(output), "--registry", registry.root]
-        argv += [f"--beam-arg={a}" for a in TEST_BEAM_ARGS]
+        if how == "portable":  # Beam's own Job API server, as for Flink or Spark
+            endpoint, _ = request.getfixturevalue("beam_job_server")
+            argv += ["--beam-runner", "portable", "--job-endpoint", endpoint]
+            argv += ["--environment-type", "LOOPBACK"]
+        else:
+            argv += [f"--beam-arg={a}" for a in TEST_BEAM_ARGS]
     elif argv[0] == "models" and "--registry" not in argv:
         argv += ["--registry", registry.root]
     before = tree(registry.root)
     start = time.monotonic()
-    if locked:
+    if how == "locked":
         spec = load_spec(argv[argv.index("--spec") + 1])
         with output_lock(run_paths(spec, str(output))):
             code = main(argv)
