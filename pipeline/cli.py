@@ -220,18 +220,37 @@ def _log_path(argv: list[str]) -> str | None:
     )
 
 
+def _early_spec_check(argv: list[str]) -> int | None:
+    """For `mimo run`: a spec that does not load is answered before the orchestrators, TFX and
+    Beam are imported (4 s instead of 13 on this machine). Returns the exit code, or None."""
+    if not argv or argv[0] not in LOGGED_COMMANDS:
+        return None
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--spec")
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.spec is None or "-h" in argv or "--help" in argv:
+        return None
+    return 2 if _load(known.spec) is None else None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with_runners = not (argv and argv[0] in OWN_COMMANDS)
     log_path = _log_path(argv)
     if log_path is None:
-        args = build_parser(with_runners).parse_args(argv)
-        return args.func(args)
+        return _main(argv, with_runners)
     from pipeline.console import quiet
 
     with quiet(log_path):  # from before TensorFlow loads: its start-up lines go to the log too
-        args = build_parser(with_runners).parse_args(argv)
-        return args.func(args)
+        return _main(argv, with_runners)
+
+
+def _main(argv: list[str], with_runners: bool) -> int:
+    spec_error = _early_spec_check(argv)
+    if spec_error is not None:
+        return spec_error
+    args = build_parser(with_runners).parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":
