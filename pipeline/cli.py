@@ -204,51 +204,44 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
 LOGGED_COMMANDS = ("run",)
 
 
-def _log_path(argv: list[str]) -> str | None:
-    """OUTPUT/logs/run-<time>-<pid>.log for a logged command without --verbose, else None."""
-    if not argv or argv[0] not in LOGGED_COMMANDS:
-        return None
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--output", default="runs")
-    pre.add_argument("--verbose", action="store_true")
-    known, _ = pre.parse_known_args(argv[1:])
-    if known.verbose or "-h" in argv or "--help" in argv:
-        return None
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join(
-        os.path.abspath(known.output), "logs", f"{argv[0]}-{stamp}-{os.getpid()}.log"
-    )
-
-
-def _early_spec_check(argv: list[str]) -> int | None:
-    """For `mimo run`: a spec that does not load is answered before the orchestrators, TFX and
-    Beam are imported (4 s instead of 13 on this machine). Returns the exit code, or None."""
-    if not argv or argv[0] not in LOGGED_COMMANDS:
+def _run_flags(argv: list[str]) -> argparse.Namespace | None:
+    """--spec, --output and --verbose of a logged command, read before the full parser (which
+    imports the orchestrators); None for other commands and for --help."""
+    if not argv or argv[0] not in LOGGED_COMMANDS or "-h" in argv or "--help" in argv:
         return None
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--spec")
-    known, _ = pre.parse_known_args(argv[1:])
-    if known.spec is None or "-h" in argv or "--help" in argv:
-        return None
-    return 2 if _load(known.spec) is None else None
+    pre.add_argument("--output", default="runs")
+    pre.add_argument("--verbose", action="store_true")
+    return pre.parse_known_args(argv[1:])[0]
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     with_runners = not (argv and argv[0] in OWN_COMMANDS)
-    log_path = _log_path(argv)
-    if log_path is None:
-        return _main(argv, with_runners)
+    flags = _run_flags(argv)
+    if flags is None or flags.verbose:
+        return _main(argv, with_runners, flags)
     from pipeline.console import quiet
 
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(
+        os.path.abspath(flags.output), "logs", f"{argv[0]}-{stamp}-{os.getpid()}.log"
+    )
+    try:
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot write the run's log under {flags.output}: {e}", file=sys.stderr)
+        return 2
     with quiet(log_path):  # from before TensorFlow loads: its start-up lines go to the log too
-        return _main(argv, with_runners)
+        return _main(argv, with_runners, flags)
 
 
-def _main(argv: list[str], with_runners: bool) -> int:
-    spec_error = _early_spec_check(argv)
-    if spec_error is not None:
-        return spec_error
+def _main(argv: list[str], with_runners: bool, flags) -> int:
+    # A spec that does not load is answered before the orchestrators, TFX and Beam are
+    # imported (4 s instead of 13 on this machine).
+    if flags is not None and flags.spec is not None and _load(flags.spec) is None:
+        return 2
     args = build_parser(with_runners).parse_args(argv)
     return args.func(args)
 

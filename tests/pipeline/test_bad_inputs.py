@@ -295,6 +295,12 @@ CASES = [
         stops_before="CsvExampleGen",
     ),
     Case(
+        "an --output that is a file",
+        lambda d: [*run(spec_with(d)), "--output", str(d / "spec.yaml")],
+        2,
+        ["cannot write the run's log under {dir}/spec.yaml"],
+    ),
+    Case(
         "a Beam runner without its endpoint",
         lambda d: [*run(spec_with(d)), "--beam-runner", "portable"],
         2,
@@ -408,7 +414,9 @@ def test_bad_input_gets_a_short_answer(case, tmp_path, registry, capsys, restore
     how = argv.pop(0) if argv[0] in ("locked", "portable") else None
     output = tmp_path / "runs"
     if argv[0] == "run":
-        argv += ["--output", str(output), "--registry", registry.root]
+        if "--output" not in argv:
+            argv += ["--output", str(output)]
+        argv += ["--registry", registry.root]
         if how == "portable":  # Beam's own Job API server, as for Flink or Spark
             endpoint, _ = request.getfixturevalue("beam_job_server")
             argv += ["--beam-runner", "portable", "--job-endpoint", endpoint]
