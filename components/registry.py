@@ -59,9 +59,9 @@ class Registry:
         return os.path.join(self.root, name)
 
     def models(self) -> list[str]:
+        """Every model with a version or a damaged folder."""
         if not os.path.isdir(self.root):
             return []
-        """Every model with a version or a damaged folder."""
         return sorted(
             d
             for d in os.listdir(self.root)
@@ -75,20 +75,28 @@ class Registry:
     def damaged(self, name: str) -> list[Damaged]:
         """Integer folders that are not complete versions, and publishes' staging folders that
         no running publish holds."""
-        found = [
-            Damaged(os.path.join(self.model_dir(name), d), fault)
+        found = self._faults(name)
+        if any(_is_staging(d) for d in found):
+            with self._lock(name, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
+                if not free:  # a publish is copying into its staging folder
+                    found = [d for d in found if not _is_staging(d)]
+        return found
+
+    def _faults(self, name: str) -> list[Damaged]:
+        """Integer folders that are not complete versions, then every staging folder (whether a
+        publish is still using it or not: the caller's lock decides)."""
+        folder = self.model_dir(name)
+        numbered = [
+            Damaged(os.path.join(folder, d), fault)
             for d in sorted(self._numbered(name), key=int)
             if (fault := self._fault(name, d)) is not None
         ]
-        staging = [d for d in self._entries(name) if d.startswith(STAGING_PREFIX)]
-        if staging:
-            with self._lock(name, fcntl.LOCK_EX | fcntl.LOCK_NB) as free:
-                if free:  # no publish is running: these are left by one that died
-                    found += [
-                        Damaged(os.path.join(self.model_dir(name), d), "an unfinished publish")
-                        for d in sorted(staging)
-                    ]
-        return found
+        staging = [
+            Damaged(os.path.join(folder, d), "an unfinished publish")
+            for d in sorted(self._entries(name))
+            if d.startswith(STAGING_PREFIX)
+        ]
+        return numbered + staging
 
     def _entries(self, name: str) -> list[str]:
         folder = self.model_dir(name)
@@ -203,17 +211,17 @@ class Registry:
             if not free:
                 raise RegistryError(f"a publish of {name} is in progress; run gc when it is done")
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            for entry in sorted(self._numbered(name), key=int):
-                fault = self._fault(name, entry)
-                if fault is None:
-                    continue
-                src = os.path.join(self.model_dir(name), entry)
-                dst = os.path.join(self.model_dir(name), f"{DAMAGED_PREFIX}{entry}-{stamp}")
-                os.rename(src, dst)
-                done.append((Damaged(src, fault), dst))
-            for entry in sorted(self._entries(name)):
-                if entry.startswith(STAGING_PREFIX):
-                    path = os.path.join(self.model_dir(name), entry)
-                    shutil.rmtree(path, ignore_errors=True)
-                    done.append((Damaged(path, "an unfinished publish"), None))
+            for d in self._faults(name):
+                if _is_staging(d):
+                    shutil.rmtree(d.path, ignore_errors=True)
+                    done.append((d, None))
+                else:
+                    number = os.path.basename(d.path)
+                    dst = os.path.join(self.model_dir(name), f"{DAMAGED_PREFIX}{number}-{stamp}")
+                    os.rename(d.path, dst)
+                    done.append((d, dst))
         return done
+
+
+def _is_staging(d: Damaged) -> bool:
+    return os.path.basename(d.path).startswith(STAGING_PREFIX)

@@ -108,6 +108,11 @@ def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
     return dataclasses.replace(paths, run_id=run_id)
 
 
+def _metadata_store(metadata_path: str) -> metadata_store.MetadataStore:
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    return metadata_store.MetadataStore(config)
+
+
 def latest_run_outputs(metadata_path: str, run_id: str | None = None) -> dict[str, dict[str, list]]:
     """{component id: {output key: [artifact, ...]}} for the run `run_id` (default: the newest
     pipeline run) in ML Metadata.
@@ -115,8 +120,7 @@ def latest_run_outputs(metadata_path: str, run_id: str | None = None) -> dict[st
     Artifacts are ml_metadata Artifact protos (uri, type_id, ...); cached executions count, so a
     fully cached run still lists what it reused.
     """
-    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-    store = metadata_store.MetadataStore(config)
+    store = _metadata_store(metadata_path)
     runs = store.get_contexts_by_type("pipeline_run")
     if run_id is not None:
         runs = [c for c in runs if c.name == run_id]
@@ -151,8 +155,7 @@ def clean_up_killed_runs(paths: RunPaths, pipeline_name: str) -> list[str]:
     marked CANCELED and their folders removed. Returns one line per execution cleaned."""
     if not os.path.exists(paths.metadata_path):
         return []
-    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
-    store = metadata_store.MetadataStore(config)
+    store = _metadata_store(paths.metadata_path)
     unfinished = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
     cleaned = []
     for execution in store.get_executions():

@@ -70,13 +70,19 @@ Registry({registry!r}).publish("m", {model!r}, {{}}, copy=slow_copy)
 """
 
 
+def start_slow_push(reg, model):
+    """A publish in another process, returned once it is copying into its staging folder."""
+    script = SLOW_PUSH.format(repo=REPO, registry=reg.root, model=model)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "copying"
+    return proc
+
+
 def test_push_killed_mid_copy_leaves_no_visible_version(tmp_path):
     reg = Registry(tmp_path / "registry")
     model = fake_saved_model(tmp_path / "model")
     reg.publish("m", model, {})
-    script = SLOW_PUSH.format(repo=REPO, registry=str(tmp_path / "registry"), model=model)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "copying"
+    proc = start_slow_push(reg, model)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     leftovers = [d for d in os.listdir(reg.model_dir("m")) if d.startswith(".staging-")]
@@ -161,10 +167,8 @@ def test_gc_waits_for_a_running_publish(tmp_path):
     reg = Registry(tmp_path / "registry")
     model = fake_saved_model(tmp_path / "model")
     reg.publish("m", model, {})
-    script = SLOW_PUSH.format(repo=REPO, registry=str(tmp_path / "registry"), model=model)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    proc = start_slow_push(reg, model)
     try:
-        assert proc.stdout.readline().strip() == "copying"
         assert reg.damaged("m") == []
         with pytest.raises(RegistryError, match="a publish of m is in progress"):
             reg.gc("m")
