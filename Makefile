@@ -29,8 +29,8 @@ test-airflow: $(STAMP)
 	$(PY) -m pytest -m airflow_run tests/test_airflow.py $(PYTEST_ARGS)
 
 # Benchmarks (bench/run.py): JSON, a markdown summary and plots under bench/results/.
-# BENCH_SCALES=0.1,1,10,100 adds the 100x data (hours); BENCH_ARGS='--skip penguin,beam' etc.
-BENCH_SCALES ?= 0.1,1,10
+# BENCH_SCALES=0.02,0.1,1,10,100 adds the 100x data (hours); BENCH_ARGS='--skip penguin,beam' etc.
+BENCH_SCALES ?= 0.02,0.1,1,10
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(PY) -m bench.run --scales $(BENCH_SCALES) $(BENCH_ARGS)

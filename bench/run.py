@@ -3,7 +3,7 @@ limits. Writes bench/results/results.json, summary.md and PNG plots. Every figur
 ratio is measured side by side in this one run (the machines are noisy).
 
 python -m bench.run [--scales 1,10,100]
-    [--skip scaling,beam,input,serving,multitask,partial,evaluator,penguin]
+    [--skip scaling,beam,input,serving,multitask,partial,evaluator,penguin,before_after]
 """
 
 from __future__ import annotations
@@ -30,8 +30,14 @@ RESULTS = os.path.join(REPO, "bench", "results")
 WORK = os.path.join(RESULTS, "tmp")
 MOVIES_SPEC = os.path.join(REPO, "data", "movies", "movies.yaml")
 MOVIES_CSV = os.path.join(REPO, "data", "movies", "movies.csv")
-IN_MEMORY = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+# Our default (the DirectRunner in one process) is Beam's default: no argument. The same mode
+# spelled out, as TFX's penguin example and our code before issue 15 passed it (TFX then stages
+# an sdist of itself before every Beam component).
+IN_MEMORY = []
+IN_MEMORY_SPELLED_OUT = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+# "Before" for the fixed-cost goals (issue 15): the code as it was when they were set.
+BEFORE_REF = "3282fba"
 
 
 def log(msg):
@@ -63,8 +69,22 @@ def scaled_spec(factor: float) -> tuple[str, int]:
     return path, count_rows(data)
 
 
-def run_pipeline(kind, source, out, beam, train_steps=None) -> dict:
-    """Runs one pipeline in a child process; per-component seconds and peak RSS (MB)."""
+def before_tree(ref=BEFORE_REF) -> str:
+    """This repository's files at `ref` (git archive), to run the code as it was side by side
+    with today's: the same .venv, the old tree first on the import path."""
+    folder = os.path.join(WORK, f"code-{ref}")
+    if not os.path.exists(os.path.join(folder, "pipeline")):
+        os.makedirs(folder, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", ref], cwd=REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return folder
+
+
+def run_pipeline(kind, source, out, beam, train_steps=None, tree=REPO) -> dict:
+    """Runs one pipeline in a child process (with the code in `tree`); per-component seconds
+    and peak RSS (MB)."""
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
@@ -75,7 +95,10 @@ def run_pipeline(kind, source, out, beam, train_steps=None) -> dict:
     os.makedirs(out, exist_ok=True)
     logfile = open(os.path.join(out, "run.log"), "w")  # noqa: SIM115
     start = time.time()
-    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=logfile, text=True)
+    env = dict(os.environ, PYTHONPATH=tree)
+    child = subprocess.Popen(
+        cmd, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=logfile, text=True
+    )
     with RssSampler(child.pid) as sampler:
         stdout, _ = child.communicate()
     total = time.time() - start
@@ -543,8 +566,10 @@ def bench_partial(inputs) -> dict:
     }
 
 
-# -- 6. the anchor: TFX's penguin example vs ours, per 1k rows ------------------------------------
-def penguin_csv() -> tuple[str, int]:
+# -- 6. the anchor: TFX's penguin example vs ours on its 334 rows; 8. movies before / after --------
+def penguin_data() -> tuple[str, str, int]:
+    """TFX's penguin rows as a CSV (from the tfx wheel's testdata) beside a copy of
+    bench/penguin.yaml; (the CSV's folder for the penguin example, our spec, rows)."""
     import tensorflow as tf
     import tfx
 
@@ -567,26 +592,78 @@ def penguin_csv() -> tuple[str, int]:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    return os.path.dirname(folder), len(rows)
+    spec = os.path.join(folder, "penguin.yaml")
+    with open(os.path.join(REPO, "bench", "penguin.yaml")) as src, open(spec, "w") as dst:
+        dst.write(src.read())
+    return os.path.dirname(folder), spec, len(rows)
 
 
-def bench_penguin(scaling) -> dict:
-    data_root, rows = penguin_csv()
+def bench_penguin() -> dict:
+    """End to end on the same 334 rows: TFX's penguin example (Keras, no Tuner), ours, and our
+    code before issue 15; each in its own process, back to back."""
+    data_root, spec, rows = penguin_data()
+    out = {"rows": rows, "before_ref": BEFORE_REF}
     log(f"penguin: TFX's penguin pipeline on {rows} rows")
-    result = run_pipeline("penguin", data_root, os.path.join(WORK, "run_penguin"), IN_MEMORY)
-    ours = scaling["1"]
-    penguin_per_1k = result["total_seconds"] / rows * 1000
-    ours_per_1k = ours["total_seconds"] / ours["rows"] * 1000
-    return {
-        "penguin_rows": rows,
-        "penguin_seconds": result["total_seconds"],
-        "penguin_components": result["components"],
-        "penguin_seconds_per_1k_rows": round(penguin_per_1k, 2),
-        "ours_rows": ours["rows"],
-        "ours_seconds": ours["total_seconds"],
-        "ours_seconds_per_1k_rows": round(ours_per_1k, 2),
-        "ours_over_penguin_per_1k_rows": round(ours_per_1k / penguin_per_1k, 4),
-    }
+    out["penguin"] = run_pipeline(
+        "penguin", data_root, os.path.join(WORK, "run_penguin"), IN_MEMORY_SPELLED_OUT
+    )
+    log("penguin: ours on the same rows")
+    out["ours"] = run_pipeline("mimo", spec, os.path.join(WORK, "run_penguin_ours"), IN_MEMORY)
+    log(f"penguin: ours at {BEFORE_REF} on the same rows")
+    out["before"] = run_pipeline(
+        "mimo",
+        spec,
+        os.path.join(WORK, "run_penguin_before"),
+        IN_MEMORY_SPELLED_OUT,
+        tree=before_tree(),
+    )
+    for side in ("ours", "before"):
+        out[f"{side}_over_penguin"] = round(
+            out[side]["total_seconds"] / out["penguin"]["total_seconds"], 3
+        )
+    return out
+
+
+def bench_before_after(scaling) -> dict:
+    """Full movies with the code before issue 15 (its own Beam arguments), after this session's
+    x1 run; both fresh caches."""
+    spec_path, rows = scaled_spec(1)
+    log(f"before/after: movies x1 with the code at {BEFORE_REF}")
+    before = run_pipeline(
+        "mimo",
+        spec_path,
+        os.path.join(WORK, "run_x1_before"),
+        IN_MEMORY_SPELLED_OUT,
+        tree=before_tree(),
+    )
+    return {"rows": rows, "before_ref": BEFORE_REF, "before": before, "after": scaling["1"]}
+
+
+def fixed_and_per_row(scaling) -> dict:
+    """Per component, a least-squares line seconds = fixed + per_1k * rows/1000 over the scales."""
+    keys = sorted(scaling, key=float)
+    if len(keys) < 2:
+        return {}
+    rows = np.array([scaling[k]["rows"] for k in keys], dtype=float) / 1000
+    out = {}
+    names = sorted({c for k in keys for c in scaling[k]["components"]})
+    for name in [*names, "total"]:
+        if name != "total" and any(name not in scaling[k]["components"] for k in keys):
+            continue
+        secs = np.array(
+            [
+                scaling[k]["total_seconds"]
+                if name == "total"
+                else scaling[k]["components"][name]["seconds"]
+                for k in keys
+            ]
+        )
+        per_1k, fixed = np.polyfit(rows, secs, 1)
+        out[name] = {
+            "fixed_seconds": round(float(fixed), 1),
+            "seconds_per_1k_rows": round(float(per_1k), 2),
+        }
+    return out
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -754,11 +831,26 @@ def summary(results) -> str:
             lines.append(
                 f"| 7 | {label}partial labels ({v['hidden_rate']:.0%} of {head}'s train labels hidden, other heads other rows): {head} {v['metric']}, each head on its labelled rows / complete rows only ({v['train_rows_mask']} / {v['train_rows_complete']} rows; same {v['eval_rows']} eval rows; seeds {r['seeds']}) | {v['mask_mean']} ± {v['mask_sd']} vs {v['complete_mean']} ± {v['complete_sd']} (gain {v['gain_mean']:+.4f} ± {v['gain_sd']}) | better | {'yes' if v['gain_mean'] > 0 else 'no'} |"
             )
-    if "penguin" in results:
-        r = results["penguin"]
+    r = results.get("penguin", {})
+    if "ours" in r:
+        p = r["penguin"]["total_seconds"]
+        for side, label in (("before", f"before ({r['before_ref']})"), ("ours", "now")):
+            t = r[side]["total_seconds"]
+            lines.append(
+                f"| 6 | end to end on TFX's penguin data ({r['rows']} rows), ours {label} / TFX's penguin example | {r[f'{side}_over_penguin']:.2f}x ({t} vs {p} s) | <= 0.5x | {'yes' if t <= 0.5 * p else 'no'} |"
+            )
+    r = results.get("before_after")
+    if r:
+        a, b = r["after"]["total_seconds"], r["before"]["total_seconds"]
         lines.append(
-            f"| 6 | pipeline seconds per 1k rows, ours (movies) / TFX penguin | {r['ours_over_penguin_per_1k_rows']:.4f}x ({r['ours_seconds_per_1k_rows']} vs {r['penguin_seconds_per_1k_rows']} s) | (anchor) | - |"
+            f"| 8 | full movies ({r['rows']} rows) end to end, now / before ({r['before_ref']}), fresh caches | {a / b:.2f}x ({a} vs {b} s) | <= 0.6x and <= 120 s | {'yes' if a <= 0.6 * b and a <= 120 else 'no'} |"
         )
+        for name in sorted(r["before"]["components"]):
+            x, y = r["after"]["components"].get(name), r["before"]["components"][name]
+            if x and y["seconds"] >= 1:
+                lines.append(
+                    f"| 8 | - {name}, now / before | {x['seconds'] / y['seconds']:.2f}x ({x['seconds']} vs {y['seconds']} s) | | |"
+                )
     lines.append("")
     if len(keys) > 1:
         lines += [
@@ -788,13 +880,27 @@ def summary(results) -> str:
             + " |"
         )
         lines.append("")
+    fit = fixed_and_per_row(sc) if len(keys) > 1 else {}
+    if fit:
+        lines += [
+            "## Fixed and per-row cost",
+            "",
+            f"A line through each component's seconds at x{', x'.join(keys)}: the fixed part "
+            "(its value at 0 rows) and the part that grows with the rows.",
+            "",
+            "| component | fixed s | s per 1k rows |",
+            "|---|---|---|",
+        ]
+        for name, v in fit.items():
+            lines.append(f"| {name} | {v['fixed_seconds']} | {v['seconds_per_1k_rows']} |")
+        lines.append("")
     lines.append("Raw figures: results.json. Plots: scaling.png, multitask.png.")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scales", default=os.environ.get("BENCH_SCALES", "0.1,1"))
+    parser.add_argument("--scales", default=os.environ.get("BENCH_SCALES", "0.02,0.1,1"))
     parser.add_argument("--skip", default="", help="comma-separated parts to skip")
     parser.add_argument(
         "--merge", action="store_true", help="keep results.json's parts; measure only the others"
@@ -863,7 +969,10 @@ def main(argv=None) -> int:
         results["evaluator"] = bench_evaluator(results["scaling"]["1"]["metadata"])
         save()
     if "penguin" not in skip:
-        results["penguin"] = bench_penguin(results["scaling"])
+        results["penguin"] = bench_penguin()
+        save()
+    if "before_after" not in skip:
+        results["before_after"] = bench_before_after(results["scaling"])
         save()
     if "beam" not in skip:
         results["beam"] = bench_beam(results["scaling"])

@@ -22,8 +22,6 @@ MOVIES_FIXTURE_SPEC = os.path.join(REPO, "data", "movies", "fixture", "movies.ya
 MOVIES_FIXTURE_CSV = os.path.join(REPO, "data", "movies", "fixture", "movies.csv")
 DIGITS_FIXTURE_SPEC = os.path.join(REPO, "data", "digits", "fixture", "digits.yaml")
 DIGITS_FIXTURE_TFRECORD = os.path.join(REPO, "data", "digits", "fixture", "digits.tfrecord")
-# Tests run Beam in-process, as TFX's own suite does.
-TEST_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
 
 def read_csv_columns(path, limit=None):
@@ -83,11 +81,8 @@ def movies_fixture_spec():
     return load_spec(MOVIES_FIXTURE_SPEC)
 
 
-@pytest.fixture(scope="session")
-def beam_job_server(tmp_path_factory):
-    """Beam's own Job API server on localhost (the API Flink and Spark job servers speak).
-
-    Yields (endpoint, log path); the log records every job it ran."""
+def _beam_service(module: str, port_flag: str, log_path, env=None):
+    """Starts `python -m module port_flag PORT` and waits until it listens; (process, port)."""
     import socket
     import subprocess
     import sys
@@ -96,18 +91,13 @@ def beam_job_server(tmp_path_factory):
     import portpicker
 
     port = portpicker.pick_unused_port()
-    log_path = tmp_path_factory.mktemp("job_server") / "job_server.log"
     log = open(log_path, "w")  # noqa: SIM115 - open for the server's lifetime
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "apache_beam.runners.portability.local_job_service_main",
-            "--port",
-            str(port),
-        ],
+        [sys.executable, "-m", module, port_flag, str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
     )
     deadline = time.time() + 120
     while True:
@@ -116,11 +106,48 @@ def beam_job_server(tmp_path_factory):
             break
         except OSError:
             if server.poll() is not None or time.time() > deadline:
-                raise RuntimeError(
-                    f"Beam job server did not start: {log_path.read_text()}"
-                ) from None
+                raise RuntimeError(f"{module} did not start: {log_path.read_text()}") from None
             time.sleep(0.5)
+    return server, port, log
+
+
+@pytest.fixture(scope="session")
+def beam_job_server(tmp_path_factory):
+    """Beam's own Job API server on localhost (the API Flink and Spark job servers speak).
+
+    Yields (endpoint, log path); the log records every job it ran."""
+    log_path = tmp_path_factory.mktemp("job_server") / "job_server.log"
+    server, port, log = _beam_service(
+        "apache_beam.runners.portability.local_job_service_main", "--port", log_path
+    )
     yield f"localhost:{port}", log_path
     server.terminate()
     server.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def beam_worker_pool(tmp_path_factory):
+    """Beam's external SDK worker pool: each job's Python SDK harness in processes of its own,
+    as a Flink or Spark cluster runs them beside its task managers. The pool starts workers
+    with the `python` on PATH, so PATH starts with this .venv's bin (workers import the project).
+
+    Yields (the pool's host:port, log path)."""
+    import signal
+    import sys
+
+    log_path = tmp_path_factory.mktemp("worker_pool") / "worker_pool.log"
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    server, port, log = _beam_service(
+        "apache_beam.runners.worker.worker_pool_main",
+        "--service_port",
+        log_path,
+        env=dict(os.environ, PATH=path, TF_USE_LEGACY_KERAS="1"),
+    )
+    yield f"localhost:{port}", log_path
+    server.send_signal(signal.SIGINT)  # the pool stops its workers on KeyboardInterrupt
+    try:
+        server.wait(timeout=30)
+    except Exception:
+        server.kill()
     log.close()

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, TEST_BEAM_ARGS
+from conftest import REPO
 
 
 def fake_saved_model(path, payload=b"x" * 1000, files=5):
@@ -119,7 +119,6 @@ def cli_run(spec_path, output, *extra, timeout=1500):
             str(spec_path),
             "--output",
             str(output),
-            *[f"--beam-arg={a}" for a in TEST_BEAM_ARGS],
             *extra,
         ],
         cwd=REPO,

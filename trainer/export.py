@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
 from components.baseline import write_contract
 from pipeline.spec import Spec
@@ -111,5 +112,8 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
         "serving_raw": serving_raw,
         "transform_features": transform_features,
     }
-    tf.saved_model.save(exporter, export_dir, signatures=signatures)
+    # Only the signatures are served and evaluated: Keras's own per-layer call traces (for
+    # reloading the model as Keras layers) would double the export's tracing.
+    with keras_option_scope(save_traces=False, in_tf_saved_model_scope=True):
+        tf.saved_model.save(exporter, export_dir, signatures=signatures)
     write_contract(export_dir)

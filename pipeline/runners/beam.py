@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 RUNNERS = ("direct", "portable", "dataflow")
 ENVIRONMENTS = ("DOCKER", "EXTERNAL", "PROCESS", "LOOPBACK")
+DIRECT_DEFAULTS = ("in_memory", 1)  # the DirectRunner's running mode and workers when not given
 
 
 class BeamArgsError(ValueError):
@@ -40,6 +41,10 @@ def beam_args(options: BeamOptions) -> list[str]:
     if o.runner == "direct":
         if o.direct_mode not in ("in_memory", "multi_processing", "multi_threading"):
             raise BeamArgsError(f"unknown direct running mode {o.direct_mode!r}")
+        if (o.direct_mode, o.workers) == DIRECT_DEFAULTS:
+            # Beam's own defaults, left implicit: TFX builds and stages an sdist of itself before
+            # every Beam component that has any argument (2 s each), which no DirectRunner reads.
+            return []
         return [f"--direct_running_mode={o.direct_mode}", f"--direct_num_workers={o.workers}"]
     if o.runner == "portable":
         if not o.job_endpoint:

@@ -191,7 +191,11 @@ def test_beam_options_missing_what_a_runner_needs_are_refused(options, error):
 
 
 def test_beam_args_per_runner():
-    assert beam_args(BeamOptions()) == ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+    assert beam_args(BeamOptions()) == []  # Beam's defaults: TFX then stages nothing
+    assert beam_args(BeamOptions(direct_mode="multi_processing", workers=2)) == [
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]
     loopback = beam_args(
         BeamOptions(runner="portable", job_endpoint="localhost:8099", environment_type="LOOPBACK")
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import yaml
-from conftest import MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC, TEST_BEAM_ARGS
+from conftest import MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC
 from helpers import card_evaluation, fake_saved_model
 
 from components.registry import Registry
@@ -421,8 +421,6 @@ def test_bad_input_gets_a_short_answer(case, tmp_path, registry, capsys, restore
             endpoint, _ = request.getfixturevalue("beam_job_server")
             argv += ["--beam-runner", "portable", "--job-endpoint", endpoint]
             argv += ["--environment-type", "LOOPBACK"]
-        else:
-            argv += [f"--beam-arg={a}" for a in TEST_BEAM_ARGS]
     elif argv[0] == "models" and "--registry" not in argv:
         argv += ["--registry", registry.root]
     before = tree(registry.root)

@@ -18,7 +18,6 @@ from conftest import (
     MOVIES_FIXTURE_CSV,
     MOVIES_FIXTURE_SPEC,
     REPO,
-    TEST_BEAM_ARGS,
 )
 from helpers import MESSY_LABELS, cli_run, fake_saved_model, write_messy_movies
 
@@ -378,7 +377,7 @@ def test_training_report_compares_every_head_with_its_trivial_baseline(movies_ru
 
 def test_digits_pipeline_trains_the_image_tower(tmp_path):
     spec = load_spec(DIGITS_FIXTURE_SPEC)
-    paths = run_local(spec, str(tmp_path), beam_args=TEST_BEAM_ARGS)
+    paths = run_local(spec, str(tmp_path))
     outputs = latest_run_outputs(paths.metadata_path)
     assert "ImportExampleGen" in outputs and "Trainer" in outputs
     report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
