@@ -45,14 +45,14 @@ COMPONENTS = [
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory, beam_job_server):
-    """A `mimo run` of the messy movies data (below) killed with kill -9 inside Transform.
-    Returns (output folder, spec, portable Beam flags, the Transform folders it left)."""
+    """A `mimo run` of the messy movies data (below) killed with kill -9 inside Transform, its
+    Beam steps on the job server with the SDK harness in its own process (LOOPBACK: it dies with
+    the run). Returns (output folder, spec, the Transform folders it left)."""
     endpoint, _ = beam_job_server
     out = tmp_path_factory.mktemp("movies_run")
     raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
     (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     spec = load_spec(str(out / "movies.yaml"))
-    options = BeamOptions(runner="portable", job_endpoint=endpoint, environment_type="LOOPBACK")
     flags = ["--beam-runner", "portable", "--job-endpoint", endpoint]
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", "run", "--spec", str(out / "movies.yaml")]
@@ -72,19 +72,29 @@ def killed_run(tmp_path_factory, beam_job_server):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     transform = os.path.join(run_paths(spec, str(out)).pipeline_root, "Transform")
-    return out, spec, beam_args(options), glob.glob(os.path.join(transform, "*", "*"))
+    return out, spec, glob.glob(os.path.join(transform, "*", "*"))
 
 
 @pytest.fixture(scope="module")
-def movies_run(killed_run):
-    """The fixture pipeline with every Beam step on the PortableRunner, through a Job API server
-    (as on Flink or Spark); the digits and CLI runs below use the DirectRunner. It runs on the
-    output folder of a run killed inside Transform (killed_run), as a user re-runs the command.
+def movies_run(killed_run, beam_job_server, beam_worker_pool):
+    """The fixture pipeline with every Beam step on the PortableRunner the way a Flink or Spark
+    cluster runs it: submitted to a Job API server, artifacts staged, and each job's Python SDK
+    harness started by an external worker pool (EXTERNAL environment) in processes of its own.
+    The digits and CLI runs below use the DirectRunner. It runs on the output folder of a run
+    killed inside Transform (killed_run), as a user re-runs the command.
 
     Its data is the movies fixture as users' files come (tests/helpers.py): awkward column names,
     missing values written as NA, N/A, null, ... and each head's label missing on a different
     third of the rows. No hand cleaning."""
-    out, spec, portable, _ = killed_run
+    out, spec, _ = killed_run
+    portable = beam_args(
+        BeamOptions(
+            runner="portable",
+            job_endpoint=beam_job_server[0],
+            environment_type="EXTERNAL",
+            environment_config=beam_worker_pool[0],
+        )
+    )
     # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
     # with a SavedModel but no model card, and a killed publish's staging folder.
     fake_saved_model(out / "registry" / spec.name / "1")
@@ -100,7 +110,7 @@ def test_a_run_killed_in_transform_is_cleaned_up_by_the_next(killed_run, movies_
     from ml_metadata.proto import metadata_store_pb2
     from tfx import v1 as tfx
 
-    _, _, _, left = killed_run
+    _, _, left = killed_run
     spec, paths, outputs = movies_run
     assert left, "the killed Transform had started writing its outputs"
     transform = os.path.join(paths.pipeline_root, "Transform")
@@ -116,11 +126,14 @@ def test_a_run_killed_in_transform_is_cleaned_up_by_the_next(killed_run, movies_
     assert metadata_store_pb2.Execution.RUNNING not in states.values()
 
 
-def test_beam_steps_ran_as_jobs_on_the_job_server(movies_run, beam_job_server):
-    _, log_path = beam_job_server
-    done = log_path.read_text().count("with state DONE")
-    # CsvExampleGen, StatisticsGen, Transform (analyze + transform), Evaluator at least.
-    assert done >= 4, log_path.read_text()[-3000:]
+def test_beam_steps_ran_as_jobs_on_the_job_server(movies_run, beam_job_server, beam_worker_pool):
+    """Every Beam component ran as a job of the job server, in SDK workers the pool started."""
+    jobs = beam_job_server[1].read_text()
+    workers = beam_worker_pool[1].read_text()
+    # CsvExampleGen, StatisticsGen, Transform, Evaluator; the killed run's jobs ran LOOPBACK,
+    # in its own process, so every worker the pool started was this run's.
+    assert jobs.count("with state DONE") >= 4, jobs[-3000:]
+    assert workers.count("Starting worker with command") >= 4, workers[-3000:]
 
 
 def test_every_artifact_recorded_in_ml_metadata(movies_run):
