@@ -56,11 +56,9 @@ class RssSampler:
 def component_times(metadata_path: str) -> dict[str, tuple[float, float]]:
     """{component id: (start, end) epoch seconds} of the newest run's executions in MLMD."""
     from ml_metadata.metadata_store import metadata_store
-    from tfx import v1 as tfx
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-    )
+    store = metadata_store.MetadataStore(sqlite_metadata_connection_config(metadata_path))
     runs = store.get_contexts_by_type("pipeline_run")
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
     in_run = {e.id for e in store.get_executions_by_context(run.id)}

@@ -27,8 +27,8 @@ def run_penguin(data_dir, out, beam):
     """TFX's own penguin example pipeline, as shipped in the tfx wheel (Keras, no Tuner)."""
     import tfx.examples.penguin as penguin_pkg
     from absl import flags
-    from tfx import v1 as tfx
     from tfx.examples.penguin import penguin_pipeline_local as penguin
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     flags.FLAGS(["penguin"])
     module_file = os.path.join(os.path.dirname(penguin_pkg.__file__), "penguin_utils_keras.py")
@@ -51,7 +51,7 @@ def run_penguin(data_dir, out, beam):
         beam_pipeline_args=beam,
         enable_transform_input_cache=False,
     )
-    tfx.orchestration.LocalDagRunner().run(pipeline)
+    LocalDagRunner().run(pipeline)
     print(f"METADATA {metadata}")
 
 

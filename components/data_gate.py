@@ -13,8 +13,9 @@ import os
 
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
-from tfx import v1 as tfx
-from tfx.types import standard_artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 from components.csv_example_gen import CsvOptions, iter_rows, read_header
@@ -246,12 +247,12 @@ def _load_schema(artifact) -> schema_pb2.Schema:
     return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
 
 
-@tfx.dsl.components.component
+@component
 def DataGate(  # noqa: N802 - a TFX component is named like a class
-    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
-    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
-    spec: tfx.dsl.components.Parameter[str],
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics],
+    schema: InputArtifact[standard_artifacts.Schema],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    spec: Parameter[str],
 ) -> None:
     """Fails the run with a readable summary when the data is not fit to transform."""
     parsed = Spec.from_dict(json.loads(spec))

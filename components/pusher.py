@@ -12,7 +12,13 @@ import json
 import os
 import time
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import (
+    InputArtifact,
+    OutputArtifact,
+    Parameter,
+)
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import standard_artifacts
 
 from components.registry import Registry
 from pipeline import constants
@@ -57,16 +63,16 @@ def _record(pushed_model, version: int, destination: str, already: bool = False)
         json.dump({"version": version, "destination": destination, "already_published": already}, f)
 
 
-@tfx.dsl.components.component
+@component
 def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
-    model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
-    model_blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
-    evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
-    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
-    pushed_model: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.PushedModel],
-    registry: tfx.dsl.components.Parameter[str],
-    spec: tfx.dsl.components.Parameter[str],
-    mlflow_tracking_uri: tfx.dsl.components.Parameter[str] = "",
+    model: InputArtifact[standard_artifacts.Model],
+    model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
+    evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
+    examples: InputArtifact[standard_artifacts.Examples],
+    pushed_model: OutputArtifact[standard_artifacts.PushedModel],
+    registry: Parameter[str],
+    spec: Parameter[str],
+    mlflow_tracking_uri: Parameter[str] = "",
 ) -> None:
     from pipeline.spec import Spec
 

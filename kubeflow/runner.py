@@ -16,10 +16,14 @@ from dataclasses import dataclass
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
-from tfx import v1 as tfx
 from tfx import version as tfx_version
 from tfx.dsl.components.base.base_component import BaseComponent
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+from tfx.orchestration.pipeline import Pipeline
 
 from kubeflow import DEFAULT_IMAGE, IMAGE_PROJECT_DIR
 from pipeline.pipeline import create_pipeline
@@ -84,7 +88,7 @@ def kubeflow_pipeline(
     registry: str = "",
     mlflow_tracking_uri: str = "",
     pipeline_root: str = "",
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The TFX pipeline as Kubeflow runs it (not yet compiled)."""
     # The bundled data and a curated schema, as the image has them (other paths as given).
     data = dataclasses.replace(spec.data, root=image_path(spec.data.root))
@@ -99,14 +103,12 @@ def kubeflow_pipeline(
         # Every scheduled run trains on the data it reads; KFP caches steps whose inputs did not
         # change (and never ExampleGen, see compile_kubeflow).
         retrain=False,
-        baseline_strategy=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        baseline_strategy=LatestBlessedModelStrategy,
         pipeline_name=kubeflow_name(spec.name),
         registry=registry or None,
         mlflow_tracking_uri=mlflow_tracking_uri,
-        data_root=tfx.dsl.experimental.RuntimeParameter(
-            name=DATA_ROOT, ptype=str, default=data_root or spec.data.root
-        ),
-        train_steps=tfx.dsl.experimental.RuntimeParameter(
+        data_root=RuntimeParameter(name=DATA_ROOT, ptype=str, default=data_root or spec.data.root),
+        train_steps=RuntimeParameter(
             name=TRAIN_ARGS, ptype=str, default=json.dumps({"num_steps": int(train_steps)})
         ),
     )
@@ -129,17 +131,17 @@ def kubeflow_pipeline(
     return pipeline
 
 
-def runtime_parameter_defaults(pipeline: tfx.dsl.Pipeline) -> dict:
+def runtime_parameter_defaults(pipeline: Pipeline) -> dict:
     """{name: default} of every RuntimeParameter the pipeline's components take."""
     found = {}
     for component in pipeline.components:
         for value in component.exec_properties.values():
-            if isinstance(value, tfx.dsl.experimental.RuntimeParameter):
+            if isinstance(value, RuntimeParameter):
                 found[value.name] = value.default
     return found
 
 
-def compile_kubeflow(pipeline: tfx.dsl.Pipeline, output_file: str, image: str) -> dict:
+def compile_kubeflow(pipeline: Pipeline, output_file: str, image: str) -> dict:
     """Writes the KFP v2 pipeline spec (YAML, what the KFP UI and SDK upload) to output_file."""
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(

@@ -8,9 +8,15 @@ from __future__ import annotations
 import json
 import uuid
 
-from tfx import v1 as tfx
+# TFX's modules themselves, not `tfx.v1`: its extensions import Google Cloud AI Platform (5 s).
+from tfx import components as tfx_components
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.orchestration.data_types import RuntimeParameter
+from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import example_gen_pb2, trainer_pb2
-from tfx.v1.dsl.experimental import RuntimeParameter
+from tfx.types import standard_artifacts
+from tfx.types.channel import Channel
 
 from components.baseline import LatestCompatibleBlessedModelStrategy
 from components.csv_example_gen import CsvExampleGen, CsvOptions
@@ -55,7 +61,7 @@ def _example_gen(spec: Spec, data_root=None):
     input_base = data_root or data.root
     if data.format == "csv":
         return CsvExampleGen(input_base, input_config, output_config, csv_options(spec))
-    return tfx.components.ImportExampleGen(
+    return tfx_components.ImportExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config
     )
 
@@ -87,7 +93,7 @@ def create_pipeline(
     data_root: str | RuntimeParameter | None = None,
     baseline_strategy=LatestCompatibleBlessedModelStrategy,
     pipeline_name: str | None = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
 
@@ -113,14 +119,14 @@ def create_pipeline(
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
     example_gen = _example_gen(spec, data_root)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs["examples"])
     if spec.data.schema:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=spec.data.schema)
+        schema_gen = tfx_components.ImportSchemaGen(schema_file=spec.data.schema)
     else:
-        schema_gen = tfx.components.SchemaGen(
+        schema_gen = tfx_components.SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
-    example_validator = tfx.components.ExampleValidator(
+    example_validator = tfx_components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     data_gate = DataGate(
@@ -129,14 +135,14 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         spec=json.dumps(spec_dict),
     )
-    transform = tfx.components.Transform(
+    transform = tfx_components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"spec": transform_dict, "code": code_fingerprint(TRANSFORM_CODE)},
     )
     transform.add_upstream_node(data_gate)
-    trainer = tfx.components.Trainer(
+    trainer = tfx_components.Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -158,12 +164,12 @@ def create_pipeline(
 
     # The latest blessed model exported with this code's model contract (components/baseline.py);
     # Kubeflow's compiler knows only TFX's own strategy class.
-    baseline = tfx.dsl.Resolver(
+    baseline = Resolver(
         strategy_class=baseline_strategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    evaluator = tfx_components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
@@ -182,7 +188,7 @@ def create_pipeline(
     ]
     if registry:
         blessed = evaluator.outputs["blessing"].future()[0].custom_property(constants.BLESSED) == 1
-        with tfx.dsl.Cond(blessed):
+        with Cond(blessed):
             pusher = RegistryPusher(
                 model=trainer.outputs["model"],
                 model_blessing=evaluator.outputs["blessing"],
@@ -193,7 +199,7 @@ def create_pipeline(
                 mlflow_tracking_uri=mlflow_tracking_uri,
             )
         components.append(pusher)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=pipeline_name or spec.name,  # an orchestrator's own spelling of it
         pipeline_root=pipeline_root,
         components=components,

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
 from tfx.dsl.compiler import compiler
 from tfx.dsl.compiler import constants as tfx_constants
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.metadata import sqlite_metadata_connection_config
+from tfx.orchestration.pipeline import Pipeline
 from tfx.orchestration.portable import runtime_parameter_utils
 
 from pipeline import console
@@ -68,7 +70,7 @@ def local_pipeline(
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
     train_steps: int | None = None,
-) -> tuple[tfx.dsl.Pipeline, RunPaths]:
+) -> tuple[Pipeline, RunPaths]:
     """The pipeline with its artifacts and SQLite ML Metadata under `output_dir`, pushing to
     `registry` (default: <output_dir>/registry); run here, by Airflow or in the notebook."""
     paths = run_paths(spec, output_dir)
@@ -76,9 +78,7 @@ def local_pipeline(
     pipeline = create_pipeline(
         spec,
         pipeline_root=paths.pipeline_root,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            paths.metadata_path
-        ),
+        metadata_connection_config=sqlite_metadata_connection_config(paths.metadata_path),
         beam_pipeline_args=list(beam_args),
         enable_cache=enable_cache,
         registry=registry or os.path.join(os.path.abspath(output_dir), "registry"),
@@ -104,12 +104,12 @@ def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {tfx_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
         )
-        tfx.orchestration.LocalDagRunner().run_with_ir(ir)
+        LocalDagRunner().run_with_ir(ir)
     return dataclasses.replace(paths, run_id=run_id)
 
 
 def _metadata_store(metadata_path: str) -> metadata_store.MetadataStore:
-    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
+    config = sqlite_metadata_connection_config(metadata_path)
     return metadata_store.MetadataStore(config)
 
 
