@@ -9,7 +9,14 @@ import json
 import uuid
 
 # TFX's modules themselves, not `tfx.v1`: its extensions import Google Cloud AI Platform (5 s).
-from tfx import components as tfx_components
+from tfx.components.evaluator.component import Evaluator
+from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
+from tfx.components.example_validator.component import ExampleValidator
+from tfx.components.schema_gen.component import SchemaGen
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.components.statistics_gen.component import StatisticsGen
+from tfx.components.trainer.component import Trainer
+from tfx.components.transform.component import Transform
 from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.orchestration.data_types import RuntimeParameter
@@ -61,7 +68,7 @@ def _example_gen(spec: Spec, data_root=None):
     input_base = data_root or data.root
     if data.format == "csv":
         return CsvExampleGen(input_base, input_config, output_config, csv_options(spec))
-    return tfx_components.ImportExampleGen(
+    return ImportExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config
     )
 
@@ -119,14 +126,14 @@ def create_pipeline(
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
     example_gen = _example_gen(spec, data_root)
-    statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     if spec.data.schema:
-        schema_gen = tfx_components.ImportSchemaGen(schema_file=spec.data.schema)
+        schema_gen = ImportSchemaGen(schema_file=spec.data.schema)
     else:
-        schema_gen = tfx_components.SchemaGen(
+        schema_gen = SchemaGen(
             statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True
         )
-    example_validator = tfx_components.ExampleValidator(
+    example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     data_gate = DataGate(
@@ -135,14 +142,14 @@ def create_pipeline(
         anomalies=example_validator.outputs["anomalies"],
         spec=json.dumps(spec_dict),
     )
-    transform = tfx_components.Transform(
+    transform = Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         custom_config={"spec": transform_dict, "code": code_fingerprint(TRANSFORM_CODE)},
     )
     transform.add_upstream_node(data_gate)
-    trainer = tfx_components.Trainer(
+    trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -169,7 +176,7 @@ def create_pipeline(
         model=Channel(type=standard_artifacts.Model),
         model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx_components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],

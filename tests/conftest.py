@@ -82,7 +82,8 @@ def movies_fixture_spec():
 
 
 def _beam_service(module: str, port_flag: str, log_path, env=None):
-    """Starts `python -m module port_flag PORT` and waits until it listens; (process, port)."""
+    """Starts `python -m module port_flag PORT` and waits until it listens; (process, port,
+    the open log file)."""
     import socket
     import subprocess
     import sys
@@ -134,6 +135,7 @@ def beam_worker_pool(tmp_path_factory):
 
     Yields (the pool's host:port, log path)."""
     import signal
+    import subprocess
     import sys
 
     log_path = tmp_path_factory.mktemp("worker_pool") / "worker_pool.log"
@@ -145,9 +147,9 @@ def beam_worker_pool(tmp_path_factory):
         env=dict(os.environ, PATH=path, TF_USE_LEGACY_KERAS="1"),
     )
     yield f"localhost:{port}", log_path
-    server.send_signal(signal.SIGINT)  # the pool stops its workers on KeyboardInterrupt
+    server.send_signal(signal.SIGINT)  # the pool's own way to stop (KeyboardInterrupt)
     try:
         server.wait(timeout=30)
-    except Exception:
+    except subprocess.TimeoutExpired:
         server.kill()
     log.close()

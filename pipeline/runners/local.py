@@ -35,6 +35,7 @@ from pipeline.pipeline import create_pipeline
 from pipeline.runners import Command, Runner, register
 from pipeline.runners.beam import (
     BeamArgsError,
+    BeamOptions,
     add_beam_flags,
     beam_args,
     check_beam_args,
@@ -44,7 +45,7 @@ from pipeline.spec import Spec
 
 # The DirectRunner's in-process mode (Beam's default, so no argument): the fastest on small data
 # and on 2 cores. For large data use a distributed Beam runner (see the README's scale-out section).
-DEFAULT_BEAM_ARGS = ()
+DEFAULT_BEAM_ARGS = tuple(beam_args(BeamOptions()))
 
 
 @dataclass(frozen=True)
