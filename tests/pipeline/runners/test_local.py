@@ -76,6 +76,21 @@ def killed_run(tmp_path_factory, beam_job_server):
 
 
 @pytest.fixture(scope="module")
+def portable_flags(beam_job_server, beam_worker_pool):
+    """`mimo run` flags for the Job API server with its external worker pool."""
+    return [
+        "--beam-runner",
+        "portable",
+        "--job-endpoint",
+        beam_job_server[0],
+        "--environment-type",
+        "EXTERNAL",
+        "--environment-config",
+        beam_worker_pool[0],
+    ]
+
+
+@pytest.fixture(scope="module")
 def movies_run(killed_run, beam_job_server, beam_worker_pool):
     """The fixture pipeline with every Beam step on the PortableRunner the way a Flink or Spark
     cluster runs it: submitted to a Job API server, artifacts staged, and each job's Python SDK
@@ -457,12 +472,15 @@ def test_first_run_is_blessed_and_pushed_past_the_damaged_folders(movies_run, tm
     assert out["genre"].shape == (len(examples), 21)
 
 
-def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(movies_run, tmp_path):
+def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
+    movies_run, portable_flags, tmp_path
+):
     spec, paths, shared = movies_run
     from components.registry import Registry
 
     # Its own copy of the first run (ML Metadata, registry with version 2): the shared run stays
-    # as it was, whatever order the tests run in.
+    # as it was, whatever order the tests run in. On the same Beam runner as that run, a changed
+    # gate or learning rate reuses its cached ExampleGen, StatisticsGen and Transform.
     output = str(tmp_path / "runs")
     shutil.copytree(os.path.dirname(os.path.dirname(paths.pipeline_root)), output)
     registry = Registry(os.path.join(output, "registry"))
@@ -474,7 +492,7 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(mo
         raw = yaml.safe_load(f)
     raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 0.01}]  # impossible
     (tmp_path / "impossible.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-    result = cli_run(tmp_path / "impossible.yaml", output)
+    result = cli_run(tmp_path / "impossible.yaml", output, *portable_flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "NOT blessed" in result.stdout
     assert "- meter mae = " in result.stdout and "upper bound 0.01" in result.stdout
@@ -489,7 +507,7 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(mo
     raw["outputs"][0]["gates"] = [{"metric": "mae", "max": 40.0, "max_regression": 10.0}]
     raw["training"]["learning_rate"] = 0.002  # a new model, compared with version 2
     (tmp_path / "retrain.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-    result = cli_run(tmp_path / "retrain.yaml", output)
+    result = cli_run(tmp_path / "retrain.yaml", output, *portable_flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Blessed: every head passed its gates." in result.stdout, result.stdout[-3000:]
     assert registry.versions(spec.name) == [2, 3]
@@ -508,9 +526,12 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(mo
     metadata = os.path.join(output, "metadata", spec.name, "metadata.db")
     first = latest_run_outputs(metadata, paths.run_id)
     assert paths.run_id and first["Trainer"]["model"][0].uri == shared["Trainer"]["model"][0].uri
-    assert (
-        latest_run_outputs(metadata)["Trainer"]["model"][0].uri != first["Trainer"]["model"][0].uri
-    )
+    latest = latest_run_outputs(metadata)
+    assert latest["Trainer"]["model"][0].uri != first["Trainer"]["model"][0].uri
+    # A new model on the cached transform: changing gates and training settings re-runs neither
+    # ExampleGen nor Transform.
+    transform_graph = latest["Transform"]["transform_graph"][0].uri
+    assert transform_graph == shared["Transform"]["transform_graph"][0].uri
 
 
 def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
