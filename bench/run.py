@@ -24,6 +24,7 @@ import yaml  # noqa: E402
 
 from bench.measure import RssSampler, component_times, scale_movies  # noqa: E402
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
+from pipeline.runners.beam import BeamOptions, beam_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -33,9 +34,9 @@ MOVIES_CSV = os.path.join(REPO, "data", "movies", "movies.csv")
 # Our default (the DirectRunner in one process) is Beam's default: no argument. The same mode
 # spelled out, as TFX's penguin example and our code before issue 15 passed it (TFX then stages
 # an sdist of itself before every Beam component).
-IN_MEMORY = []
+IN_MEMORY = beam_args(BeamOptions())
 IN_MEMORY_SPELLED_OUT = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
-MULTI_PROCESSING = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+MULTI_PROCESSING = beam_args(BeamOptions(direct_mode="multi_processing", workers=2))
 # "Before" for the fixed-cost goals (issue 15): the code as it was when they were set.
 BEFORE_REF = "3282fba"
 
@@ -885,7 +886,7 @@ def summary(results) -> str:
             + " |"
         )
         lines.append("")
-    fit = fixed_and_per_row(sc) if len(keys) > 1 else {}
+    fit = fixed_and_per_row(sc)
     if fit:
         lines += [
             "## Fixed and per-row cost",

@@ -1,5 +1,6 @@
 """The data half of the real local pipeline (LocalDagRunner, SQLite ML Metadata) on fixtures."""
 
+import argparse
 import glob
 import os
 import shutil
@@ -22,7 +23,7 @@ from conftest import (
 from helpers import MESSY_LABELS, cli_run, fake_saved_model, write_messy_movies
 
 from pipeline.evaluation.report import load_training_report
-from pipeline.runners.beam import BeamOptions, beam_args
+from pipeline.runners.beam import add_beam_flags, beam_args, options_from_flags
 from pipeline.runners.local import latest_run_outputs, run_local, run_paths
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
@@ -91,7 +92,7 @@ def portable_flags(beam_job_server, beam_worker_pool):
 
 
 @pytest.fixture(scope="module")
-def movies_run(killed_run, beam_job_server, beam_worker_pool):
+def movies_run(killed_run, portable_flags):
     """The fixture pipeline with every Beam step on the PortableRunner the way a Flink or Spark
     cluster runs it: submitted to a Job API server, artifacts staged, and each job's Python SDK
     harness started by an external worker pool (EXTERNAL environment) in processes of its own.
@@ -102,14 +103,10 @@ def movies_run(killed_run, beam_job_server, beam_worker_pool):
     missing values written as NA, N/A, null, ... and each head's label missing on a different
     third of the rows. No hand cleaning."""
     out, spec, _ = killed_run
-    portable = beam_args(
-        BeamOptions(
-            runner="portable",
-            job_endpoint=beam_job_server[0],
-            environment_type="EXTERNAL",
-            environment_config=beam_worker_pool[0],
-        )
-    )
+    # The Beam arguments `mimo run` makes of the same flags (the CLI runs below reuse its cache).
+    parser = argparse.ArgumentParser()
+    add_beam_flags(parser)
+    portable = beam_args(options_from_flags(parser.parse_args(portable_flags)))
     # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
     # with a SavedModel but no model card, and a killed publish's staging folder.
     fake_saved_model(out / "registry" / spec.name / "1")
@@ -480,7 +477,7 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
 
     # Its own copy of the first run (ML Metadata, registry with version 2): the shared run stays
     # as it was, whatever order the tests run in. On the same Beam runner as that run, a changed
-    # gate or learning rate reuses its cached ExampleGen, StatisticsGen and Transform.
+    # gate or learning rate reuses its cached ExampleGen and Transform (asserted below).
     output = str(tmp_path / "runs")
     shutil.copytree(os.path.dirname(os.path.dirname(paths.pipeline_root)), output)
     registry = Registry(os.path.join(output, "registry"))
@@ -530,6 +527,8 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
     assert latest["Trainer"]["model"][0].uri != first["Trainer"]["model"][0].uri
     # A new model on the cached transform: changing gates and training settings re-runs neither
     # ExampleGen nor Transform.
+    examples = latest["CsvExampleGen"]["examples"][0].uri
+    assert examples == shared["CsvExampleGen"]["examples"][0].uri
     transform_graph = latest["Transform"]["transform_graph"][0].uri
     assert transform_graph == shared["Transform"]["transform_graph"][0].uri
 
