@@ -161,7 +161,8 @@ def create_pipeline(
             if train_steps
             else None
         ),
-        eval_args=trainer_pb2.EvalArgs(num_steps=None),
+        # Early stopping and model selection watch the validation split, never eval.
+        eval_args=trainer_pb2.EvalArgs(splits=["validation"], num_steps=None),
         custom_config={
             "spec": training_dict,
             "code": code_fingerprint(TRAINER_CODE),
@@ -180,6 +181,7 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
+        example_splits=["eval"],  # the split that chose nothing: honest gates
         eval_config=build_eval_config(spec),
     )
     components = [

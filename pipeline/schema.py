@@ -9,6 +9,7 @@ and into the option tables of `mimo options` and the README.
 from __future__ import annotations
 
 from pipeline.spec import (
+    DEFAULT_SPLIT,
     FORMATS,
     HEAD_OPTIONS,
     MODEL_OPTIONS,
@@ -101,8 +102,15 @@ def spec_json_schema() -> dict:
                         "type": "object",
                         "required": ["train", "eval"],
                         "additionalProperties": False,
-                        "properties": {"train": split_value, "eval": split_value},
-                        "description": "hash-bucket counts, or a file pattern per split",
+                        "properties": {
+                            "train": split_value,
+                            "validation": split_value,
+                            "eval": split_value,
+                        },
+                        "default": DEFAULT_SPLIT,
+                        "description": "hash-bucket counts, or a file pattern per split; "
+                        "validation (early stopping, model selection) is carved from train "
+                        "when bucket counts leave it out",
                     },
                     "split_key": {"type": "string", "description": "hash on this column"},
                     "schema": {"type": "string", "description": "a curated schema.pbtxt"},

@@ -121,6 +121,21 @@ class SliceSpec:
     bucket_width: float | None = None  # numeric columns: slice by floor(x / w) * w
 
 
+# ExampleGen's splits: the Trainer fits on train and stops early / selects on validation; the
+# Evaluator, its gates and every reported quality figure use eval only, which chose nothing.
+SPLITS = ("train", "validation", "eval")
+DEFAULT_SPLIT = {"train": 8, "validation": 1, "eval": 1}
+
+
+def with_validation(buckets: dict) -> dict:
+    """Hash buckets with a validation split: given, or carved from train as 1/9 of its buckets
+    ({train: 4, eval: 1} -> {train: 32, validation: 4, eval: 9}: eval keeps its share)."""
+    if "validation" in buckets:
+        return {k: buckets[k] for k in SPLITS}
+    t, e = buckets["train"], buckets["eval"]
+    return {"train": 8 * t, "validation": t, "eval": 9 * e}
+
+
 @dataclass(frozen=True)
 class DataSpec:
     path: str  # absolute file, glob or directory
@@ -434,29 +449,36 @@ class _Parser:
             self.error("data.path", "missing: the data file, glob or directory")
             return None
         path = self._resolve(path)
-        split = raw.get("split", {"train": 4, "eval": 1})
+        split = raw.get("split", dict(DEFAULT_SPLIT))
         hash_buckets, patterns = None, {}
-        if not isinstance(split, dict) or set(split) != {"train", "eval"}:
+        if not isinstance(split, dict) or not {"train", "eval"} <= set(split) <= set(SPLITS):
             self.error(
                 "data.split",
-                "must map exactly 'train' and 'eval' to hash-bucket "
-                "counts (e.g. {train: 4, eval: 1}) or to file patterns",
+                "must map 'train', 'validation' and 'eval' to hash-bucket counts (e.g. "
+                "{train: 8, validation: 1, eval: 1}; without 'validation' it is carved from "
+                "train) or to file patterns",
             )
-            split = {"train": 4, "eval": 1}
+            split = dict(DEFAULT_SPLIT)
         if all(isinstance(v, int) and not isinstance(v, bool) for v in split.values()):
             for k, v in split.items():
                 if v <= 0:
                     self.error(f"data.split.{k}", f"must be a positive bucket count, got {v}")
-            hash_buckets = dict(split)
+            hash_buckets = with_validation(split)
             if self.check_files and not _has_glob(path) and _isdir(path):
                 root, pattern = path, FORMATS[fmt]
             else:
                 root, pattern = os.path.dirname(path), os.path.basename(path)
             patterns = {"single_split": pattern}
         elif all(isinstance(v, str) and v for v in split.values()):
-            root, patterns = path, dict(split)
+            root, patterns = path, {k: split[k] for k in SPLITS if k in split}
+            if "validation" not in split:
+                self.error(
+                    "data.split.validation",
+                    "missing: with file patterns, give the validation files too (early stopping "
+                    "and model selection use them; the Evaluator and its gates use only 'eval')",
+                )
         else:
-            self.error("data.split", "give both splits as bucket counts or both as file patterns")
+            self.error("data.split", "give every split as bucket counts or every one as a pattern")
             root, patterns = path, {}
         if self.check_files:
             import tensorflow as tf

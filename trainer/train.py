@@ -63,13 +63,15 @@ def train(
     spec: Spec,
     tft_output,
     train_files,
-    eval_files,
+    validation_files,
     log_dir: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
     train_steps: int | None = None,
     eval_steps: int | None = None,
 ) -> TrainResult:
-    """Fits the spec's model on transformed examples. `train_steps` None: whole epochs."""
+    """Fits the spec's model on transformed examples, stopping early and keeping the best epoch
+    by the loss on `validation_files` (never the eval split: that one is the Evaluator's).
+    `train_steps` None: whole epochs."""
     feature_spec = tft_output.transformed_feature_spec()
     train_labels = collect_labels(train_files, spec, feature_spec)
     info = FeatureInfo.from_transform_output(tft_output, train_labels, spec)
@@ -92,8 +94,8 @@ def train(
         seed=42,
         cache=should_cache(train_files, cache),
     )
-    eval_ds = make_dataset(
-        eval_files, spec, info, global_batch, cache=should_cache(eval_files, cache)
+    validation_ds = make_dataset(
+        validation_files, spec, info, global_batch, cache=should_cache(validation_files, cache)
     )
     with strategy.scope():
         model = compile_model(build_model(spec, info), spec, info)
@@ -109,7 +111,7 @@ def train(
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     history = model.fit(
         train_ds,
-        validation_data=eval_ds,
+        validation_data=validation_ds,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_steps=eval_steps,
@@ -119,7 +121,7 @@ def train(
     keras.mixed_precision.set_global_policy("float32")
 
     report = evaluate_with_baselines(
-        model, spec, info, train_labels, eval_files, global_batch, eval_steps
+        model, spec, info, train_labels, validation_files, global_batch, eval_steps
     )
     val_losses = history.history.get("val_loss", [])
     report.update(
@@ -132,16 +134,16 @@ def train(
     return TrainResult(model, info, history.history, report)
 
 
-def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, steps) -> dict:
-    """Per-head validation metrics on the examples with that head's label (not weighted by class
+def evaluate_with_baselines(model, spec, info, train_labels, files, batch, steps=None) -> dict:
+    """Per-head metrics on the examples of `files` with that head's label (not weighted by class
     weights) and what a trivial predictor scores on them.
 
     Each head type says what its trivial predictor is (the training mean, the training prior,
     the most frequent class) and which direction of each metric is better.
     """
-    eval_ds = make_dataset(eval_files, spec, info, batch, weights="mask")
-    results = model.evaluate(eval_ds, steps=steps, return_dict=True, verbose=0)
-    eval_labels = collect_labels(eval_files, spec, info.feature_spec)
+    dataset = make_dataset(files, spec, info, batch, weights="mask")
+    results = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
+    labels = collect_labels(files, spec, info.feature_spec)
     heads = {}
     for h in spec.outputs:
         head_type = HEAD_TYPES[h.type]
@@ -152,13 +154,13 @@ def evaluate_with_baselines(model, spec, info, train_labels, eval_files, batch, 
         heads[h.name] = {
             "type": h.type,
             "train_examples": int(len(train_labels[h.name])),  # those with this head's label
-            "eval_examples": int(len(eval_labels[h.name])),
+            "examples": int(len(labels[h.name])),
             "metrics": model_metrics,
-            "baseline": head_type.trivial_baseline(train_labels[h.name], eval_labels[h.name]),
+            "baseline": head_type.trivial_baseline(train_labels[h.name], labels[h.name]),
             "higher_is_better": {m: head_type.higher_is_better(m) for m in model_metrics},
         }
     return {
         "heads": heads,
-        "val_loss": float(results["loss"]),
-        "eval_examples": max(len(v) for v in eval_labels.values()),
+        "loss": float(results["loss"]),
+        "examples": max(len(v) for v in labels.values()),
     }

@@ -77,17 +77,17 @@ def print_training_report(model_run_uri: str) -> None:
     if report is None:
         return
     print(
-        f"\nValidation metrics ({report['eval_examples']} eval examples; best of "
+        f"\nValidation metrics ({report['examples']} validation examples; best of "
         f"{report['epochs_run']} epochs: {report['best_epoch']}; {report['strategy']} x"
         f"{report['replicas']}, batch {report['global_batch_size']}):"
     )
     labelled = ", ".join(
-        f"{head} {h['train_examples']}/{h['eval_examples']}"
+        f"{head} {h['train_examples']}/{h['examples']}"
         for head, h in report["heads"].items()
         if "train_examples" in h
     )
     if labelled:
-        print(f"  rows with the head's label (train/eval): {labelled}")
+        print(f"  rows with the head's label (train/validation): {labelled}")
     print(f"  {'head':12s} {'metric':16s} {'model':>10s} {'trivial':>10s}  better?")
     for head, h in report["heads"].items():
         for metric, value in h["metrics"].items():

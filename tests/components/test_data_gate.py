@@ -166,22 +166,21 @@ def test_a_head_whose_eval_labels_are_all_missing_is_stopped_by_name(tmp_path):
     """Train has oscar labels, eval none (written as NA, read as missing by CsvExampleGen): the
     gate names the head, the column and the counts; the other heads pass."""
     frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
-    train, evaluation = frame.iloc[:300], frame.iloc[300:].copy()
+    train, validation = frame.iloc[:250], frame.iloc[250:300]
+    evaluation = frame.iloc[300:].copy()
     evaluation["Oscars"] = ""
-    train.to_csv(tmp_path / "train.csv", index=False)
-    evaluation.to_csv(tmp_path / "eval.csv", index=False)
+    files = {"train": train, "validation": validation, "eval": evaluation}
+    for split, part in files.items():
+        part.to_csv(tmp_path / f"{split}.csv", index=False)
     spec = spec_on(
         tmp_path,
         ".",
         lambda r: (
-            r["data"].update(split={"train": "train.csv", "eval": "eval.csv"}),
+            r["data"].update(split={split: f"{split}.csv" for split in files}),
             r["data"].pop("split_key"),
         ),
     )
-    stats = {
-        "train": stats_schema(tmp_path / "train.csv")[0],
-        "eval": stats_schema(tmp_path / "eval.csv")[0],
-    }
+    stats = {split: stats_schema(tmp_path / f"{split}.csv")[0] for split in files}
     schema = stats_schema(tmp_path / "train.csv")[1]
     errors, _ = check_data(spec, schema, stats, {})
     assert len(errors) == 1, errors

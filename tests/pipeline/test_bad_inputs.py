@@ -91,16 +91,19 @@ def column_blank(column):
 
 
 def two_files_types_differ(folder):
-    """train.csv with integer runtimes, eval.csv with a word in one runtime."""
+    """train.csv and validation.csv with integer runtimes, eval.csv with a word in one runtime."""
     rows = FIXTURE_LINES[1:]
     (folder / "data").mkdir()
-    (folder / "data" / "train.csv").write_text(FIXTURE_LINES[0] + "".join(rows[:300]))
+    (folder / "data" / "train.csv").write_text(FIXTURE_LINES[0] + "".join(rows[:250]))
+    (folder / "data" / "validation.csv").write_text(FIXTURE_LINES[0] + "".join(rows[250:300]))
     bad = cells(302)
     bad[HEADER.index("Runtime")] = "two hours"
     (folder / "data" / "eval.csv").write_text(FIXTURE_LINES[0] + joined(bad) + "".join(rows[301:]))
 
     def edit(raw):
-        raw["data"].update(path="data", split={"train": "train.csv", "eval": "eval.csv"})
+        raw["data"].update(
+            path="data", split={s: f"{s}.csv" for s in ("train", "validation", "eval")}
+        )
         raw["data"].pop("split_key")
 
     return run(spec_with(folder, edit=edit, csv_name="unused.csv"))

@@ -55,7 +55,7 @@ def test_bundled_specs_load_with_defaults():
     assert heads["oscar"].class_weights == {"0": 1.0, "1": 3.0}
     assert heads["genre"].loss == "binary_crossentropy"
     assert len(heads["genre"].options["classes"]) == 21
-    assert movies.data.hash_buckets == {"train": 4, "eval": 1}
+    assert movies.data.hash_buckets == {"train": 7, "validation": 1, "eval": 2}
     assert movies.data.split_key == "ID"
     assert [s.name for s in movies.slices] == ["mpaa", "decade"]
     digits = load_spec(DIGITS_FIXTURE_SPEC)
@@ -142,7 +142,17 @@ def test_every_modality_is_discovered():
         ),
         (lambda r: r["outputs"][2].pop("classes"), "outputs[2].classes", "needs `classes`"),
         (lambda r: r["data"].update(format="parquet"), "data.format", "must be one of"),
-        (lambda r: r["data"].update(split={"train": 4}), "data.split", "exactly 'train' and"),
+        (lambda r: r["data"].update(split={"train": 4}), "data.split", "must map 'train', 'val"),
+        (
+            lambda r: r["data"].update(split={"train": 4, "eval": 1, "test": 1}),
+            "data.split",
+            "must map 'train', 'validation' and 'eval'",
+        ),
+        (
+            lambda r: r["data"].update(split={"train": 4, "validation": "v.csv", "eval": 1}),
+            "data.split",
+            "every split as bucket counts or every one as a pattern",
+        ),
         (lambda r: r.update(trainer={}), "trainer", "unknown section"),
         (
             lambda r: r["training"].update(epochs=0)
@@ -245,22 +255,54 @@ def test_not_yaml_and_missing_file(tmp_path):
 
 
 def test_pre_split_files(tmp_path):
-    (tmp_path / "train").mkdir()
-    (tmp_path / "eval").mkdir()
+    for split in ("train", "validation", "eval"):
+        (tmp_path / split).mkdir()
     (tmp_path / "train" / "a.csv").write_text("x,y\n1,2\n")
+    patterns = {"train": "train/*.csv", "eval": "eval/*.csv"}
     raw = {
         "name": "presplit",
-        "data": {"path": ".", "split": {"train": "train/*.csv", "eval": "eval/*.csv"}},
+        "data": {"path": ".", "split": patterns},
         "inputs": [{"name": "x", "modality": "numeric"}],
         "outputs": [{"name": "y", "type": "regression"}],
     }
     error = problems_of(tmp_path, raw)
-    assert [k for k, _ in error.problems] == ["data.split.eval"]
+    # Files for validation cannot be carved from train's: the spec must name them.
+    assert [k for k, _ in error.problems] == ["data.split.validation", "data.split.eval"]
+    assert "early stopping and model selection use them" in error.problems[0][1]
     (tmp_path / "eval" / "b.csv").write_text("x,y\n3,4\n")
+    (tmp_path / "validation" / "c.csv").write_text("x,y\n5,6\n")
+    raw["data"]["split"] = {"eval": "eval/*.csv", "validation": "validation/*.csv", **patterns}
     spec = load_spec(write_spec(tmp_path, raw, "ok.yaml"))
     assert spec.data.hash_buckets is None
-    assert spec.data.patterns == {"train": "train/*.csv", "eval": "eval/*.csv"}
+    assert spec.data.patterns == {
+        "train": "train/*.csv",
+        "validation": "validation/*.csv",
+        "eval": "eval/*.csv",
+    }  # in this order: ExampleGen's splits
     assert spec.data.root == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "split, buckets",
+    [
+        (None, {"train": 8, "validation": 1, "eval": 1}),  # the default
+        ({"eval": 1, "validation": 2, "train": 6}, {"train": 6, "validation": 2, "eval": 1}),
+        # No validation: 1/9 of train's buckets become validation; eval keeps its share.
+        ({"train": 4, "eval": 1}, {"train": 32, "validation": 4, "eval": 9}),
+    ],
+)
+def test_hash_splits_always_have_a_validation_split(tmp_path, split, buckets):
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n")
+    raw = {
+        "name": "hashed",
+        "data": {"path": "d.csv", **({"split": split} if split else {})},
+        "inputs": [{"name": "x", "modality": "numeric"}],
+        "outputs": [{"name": "y", "type": "regression"}],
+    }
+    spec = load_spec(write_spec(tmp_path, raw, "s.yaml"))
+    assert spec.data.hash_buckets == buckets
+    assert list(spec.data.hash_buckets) == ["train", "validation", "eval"]
+    assert Spec.from_dict(spec.to_dict()).data.hash_buckets == buckets
 
 
 def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):

@@ -170,7 +170,7 @@ def test_every_artifact_recorded_in_ml_metadata(movies_run):
             assert artifact.uri.startswith(paths.pipeline_root)
             assert tf.io.gfile.listdir(artifact.uri), f"{component}.{key} is empty"
     splits = sorted(os.listdir(outputs["CsvExampleGen"]["examples"][0].uri))
-    assert splits == ["Split-eval", "Split-train"]
+    assert splits == ["Split-eval", "Split-train", "Split-validation"]
 
 
 def test_transformed_examples_hold_every_input_and_label(movies_run):
@@ -190,7 +190,7 @@ def test_transformed_examples_hold_every_input_and_label(movies_run):
     expected |= {f"slice_{s.name}" for s in spec.slices}
     assert set(feature_spec) == expected
     counts = {}
-    for split in ("train", "eval"):
+    for split in ("train", "validation", "eval"):
         uri = outputs["Transform"]["transformed_examples"][0].uri
         files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
         data = tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -199,9 +199,10 @@ def test_transformed_examples_hold_every_input_and_label(movies_run):
         assert batch["genre_label"].shape[1] == 21
         assert set(batch["oscar_label"].numpy().tolist()) <= {0.0, 1.0}
         assert batch["cast"].shape[1] == 16
-    # The whole fixture, split about 4:1 by hashing the film ID.
-    assert counts["train"] + counts["eval"] == len(pd.read_csv(MOVIES_FIXTURE_CSV))
-    assert 0.65 < counts["train"] / (counts["train"] + counts["eval"]) < 0.92
+    # The whole fixture, split about 7:1:2 by hashing the film ID.
+    assert sum(counts.values()) == len(pd.read_csv(MOVIES_FIXTURE_CSV))
+    assert 0.6 < counts["train"] / sum(counts.values()) < 0.8
+    assert 0.04 < counts["validation"] / sum(counts.values()) < 0.18
 
 
 def test_bad_column_stops_run_before_transform(movies_run, tmp_path):
@@ -361,7 +362,7 @@ def test_training_report_compares_every_head_with_its_trivial_baseline(movies_ru
         if k.startswith(("meter_label", "oscar_label"))
     }
     labels = {}
-    for split in ("train", "eval"):
+    for split in ("train", "validation"):  # the training report's: never eval
         files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
         data = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1000)
         batch = next(iter(data.map(lambda x: tf.io.parse_example(x, label_spec))))
@@ -369,12 +370,12 @@ def test_training_report_compares_every_head_with_its_trivial_baseline(movies_ru
         labels[split] = {
             f"{h}_label": batch[f"{h}_label"].numpy()[present[h]] for h in ("meter", "oscar")
         }
-    meter_train, meter_eval = labels["train"]["meter_label"], labels["eval"]["meter_label"]
+    meter_train, meter_valid = labels["train"]["meter_label"], labels["validation"]["meter_label"]
     meter = report["heads"]["meter"]
     assert meter["baseline"]["mae"] == pytest.approx(
-        np.abs(meter_eval - meter_train.mean()).mean(), rel=1e-5
+        np.abs(meter_valid - meter_train.mean()).mean(), rel=1e-5
     )
-    oscar_rate = labels["eval"]["oscar_label"].mean()
+    oscar_rate = labels["validation"]["oscar_label"].mean()
     assert report["heads"]["oscar"]["baseline"]["accuracy"] == pytest.approx(
         max(oscar_rate, 1 - oscar_rate), rel=1e-5
     )
@@ -535,13 +536,15 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
 
 def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
     """Each head's label is blank on a different third of the rows: nothing is dropped, and each
-    head's training report and TFMA counts use exactly its labelled rows."""
+    head's training report and TFMA counts use exactly its labelled rows: the Trainer's of the
+    train and validation splits, the Evaluator's of the eval split only (the validation split,
+    which chose the epoch, never reaches the Evaluator)."""
     from pipeline.evaluation.summary import EvaluationSummary
 
     _, _, outputs = movies_run
     # Labelled rows per head and split, counted in ExampleGen's own examples.
     labelled = {}
-    for split in ("train", "eval"):
+    for split in ("train", "validation", "eval"):
         uri = outputs["CsvExampleGen"]["examples"][0].uri
         files = glob.glob(os.path.join(uri, f"Split-{split}", "*"))
         counts = dict.fromkeys([c for c, _ in MESSY_LABELS] + ["rows"], 0)
@@ -554,16 +557,16 @@ def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
                 counts[column] += bool(kind and getattr(feature, kind).value)
         labelled[split] = counts
     original = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
-    assert labelled["train"]["rows"] + labelled["eval"]["rows"] == len(original)
+    assert sum(counts["rows"] for counts in labelled.values()) == len(original)
     # Every token (NA, N/A, null, NaN, None, empty) was read as missing, and nothing else was.
     for (column, part), source in zip(MESSY_LABELS, ("Meter", "Oscars", "Genre"), strict=True):
         expected = sum(i % 3 != part and v != "" for i, v in enumerate(original[source]))
-        assert labelled["train"][column] + labelled["eval"][column] == expected, column
+        assert sum(counts[column] for counts in labelled.values()) == expected, column
     report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
     summary = EvaluationSummary.from_tfma(outputs["Evaluator"]["evaluation"][0].uri)
     for head, (column, _) in zip(("meter", "oscar", "genre"), MESSY_LABELS, strict=True):
         assert report["heads"][head]["train_examples"] == labelled["train"][column], head
-        assert report["heads"][head]["eval_examples"] == labelled["eval"][column], head
+        assert report["heads"][head]["examples"] == labelled["validation"][column], head
         assert labelled["eval"][column] < 0.75 * labelled["eval"]["rows"]  # a third masked
         counts = summary.metrics[head]["overall"]
         weighted = counts.get(
