@@ -23,6 +23,7 @@ setup(
         "tensorflow==2.16.2",
         "tf-keras==2.16.0",
         "tensorflow-transform==1.16.0",
+        "tensorflow-decision-forests==1.9.2",  # the gradient-boosted baseline (built for TF 2.16.2)
         "apache-beam==2.59.0",
         "numpy==1.26.4",
         "protobuf==3.20.3",

@@ -3,14 +3,13 @@ limits. Writes bench/results/results.json, summary.md and PNG plots. Every figur
 ratio is measured side by side in this one run (the machines are noisy).
 
 python -m bench.run [--scales 1,10,100]
-    [--skip scaling,beam,input,serving,multitask,partial,evaluator,penguin,before_after]
+    [--skip scaling,beam,input,serving,quality,partial,evaluator,penguin,before_after]
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import glob
 import json
 import os
@@ -23,6 +22,13 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.measure import RssSampler, component_times, scale_movies  # noqa: E402
+from bench.quality import (
+    default_settings_spec,
+    measure,
+    primary_metric,
+    summary_lines,
+    transformed_splits,
+)
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
 from pipeline.runners.beam import BeamOptions, beam_args
 
@@ -31,6 +37,7 @@ RESULTS = os.path.join(REPO, "bench", "results")
 WORK = os.path.join(RESULTS, "tmp")
 MOVIES_SPEC = os.path.join(REPO, "data", "movies", "movies.yaml")
 MOVIES_CSV = os.path.join(REPO, "data", "movies", "movies.csv")
+DIGITS_SPEC = os.path.join(REPO, "data", "digits", "digits.yaml")
 # Our default (the DirectRunner in one process) is Beam's default: no argument. The same mode
 # spelled out, as TFX's penguin example and our code before issue 15 passed it (TFX then stages
 # an sdist of itself before every Beam component).
@@ -271,6 +278,7 @@ def transformed_inputs(metadata_path):
         spec,
         tft.TFTransformOutput(graph),
         os.path.join(examples, "Split-train", "*"),
+        os.path.join(examples, "Split-validation", "*"),
         os.path.join(examples, "Split-eval", "*"),
         os.path.join(raw_examples, "Split-eval", "*"),
     )
@@ -291,7 +299,7 @@ def bench_input(inputs) -> dict:
 
     from trainer.data import make_dataset, should_cache
 
-    spec, tft_output, train_files, _, _ = inputs
+    spec, tft_output, train_files, _, _, _ = inputs
     batch = spec.training["batch_size"]
     model, info = _model(spec, tft_output, train_files)
     # The Trainer's own dataset, with its own choice of caching the records.
@@ -351,7 +359,7 @@ def bench_serving(inputs) -> dict:
     from trainer.data import input_feature_names
     from trainer.export import export, input_raw_spec
 
-    spec, tft_output, train_files, _, raw_eval = inputs
+    spec, tft_output, train_files, _, _, raw_eval = inputs
     model, info = _model(spec, tft_output, train_files)
     export_dir = tempfile.mkdtemp(dir=WORK)
     export(model, tft_output, spec, info, export_dir)
@@ -405,80 +413,24 @@ def bench_serving(inputs) -> dict:
     }
 
 
-# -- 5. one multi-output model vs one single-head model per head ----------------------------------
-def primary_metric(head) -> tuple[str, str]:
-    """(metric, "higher" | "lower"): the head type's one number for how good a head is."""
-    metric = head.head_type.primary
-    return metric, "higher" if head.head_type.higher_is_better(metric) else "lower"
+# -- 5. models that win (issue 19): multi-output vs single-head vs boosted trees, bench/quality.py
+QUALITY_SPECS = {"movies": MOVIES_SPEC, "digits": DIGITS_SPEC}
 
 
-# The multilabel heads' loss weight, swept: how the heads trade quality for one another.
-MULTILABEL_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+def bench_quality(scaling) -> dict:
+    from pipeline.spec import load_spec
 
-
-def bench_multitask(inputs) -> dict:
-    from trainer.train import train
-
-    spec, tft_output, train_files, eval_files, _ = inputs
-
-    def fit(s):
-        t = time.perf_counter()
-        result = train(s, tft_output, train_files, eval_files)
-        return result.report, time.perf_counter() - t
-
-    # Untimed: warms TensorFlow and the page cache, so the first timed fit pays no one-off cost.
-    train(spec, tft_output, train_files, eval_files, train_steps=spec.training["epochs"] * 5)
-    singles = {}
-    for head in spec.outputs:
-        log(f"multitask: single-head model for {head.name}")
-        singles[head.name] = fit(dataclasses.replace(spec, outputs=(head,)))
-    single_total = sum(seconds for _, seconds in singles.values())
-
-    def compare(report, seconds) -> dict:
-        heads = {}
-        for head in spec.outputs:
-            metric, direction = primary_metric(head)
-            m = report["heads"][head.name]["metrics"][metric]
-            single_report, single_seconds = singles[head.name]
-            s = single_report["heads"][head.name]["metrics"][metric]
-            heads[head.name] = {
-                "metric": metric,
-                "better": direction,
-                "multi": round(m, 4),
-                "single": round(s, 4),
-                "change_pct": round((m / s - 1) * (100 if direction == "higher" else -100), 2),
-                "single_seconds": round(single_seconds, 1),
-                "single_epochs": single_report["epochs_run"],
-                "within_2pct_or_better": bool(
-                    m <= s * 1.02 if direction == "lower" else m >= s * 0.98
-                ),
-            }
-        ratio = seconds / single_total
-        return {
-            "multi_seconds": round(seconds, 1),
-            "multi_epochs": report["epochs_run"],
-            "single_total_seconds": round(single_total, 1),
-            "time_multi_over_sum_single": round(ratio, 3),
-            "heads": heads,
-            "met": ratio <= 0.5 and all(h["within_2pct_or_better"] for h in heads.values()),
-        }
-
-    log("multitask: the multi-output model")
-    result = compare(*fit(spec))
-    result["goal"] = "every head within 2% (or better) at <= 0.5x the summed time"
-    multilabel = per_label_heads(spec)
-    result["sweep"] = []
-    for weight in MULTILABEL_WEIGHTS if multilabel else ():
-        log(f"multitask: multilabel loss_weight {weight}")
-        swept = dataclasses.replace(
-            spec,
-            outputs=tuple(
-                dataclasses.replace(h, loss_weight=weight) if h.name in multilabel else h
-                for h in spec.outputs
-            ),
-        )
-        result["sweep"].append({"loss_weight": weight, **compare(*fit(swept))})
-    return result
+    out = {}
+    for name, path in QUALITY_SPECS.items():
+        spec_path = default_settings_spec(path, os.path.join(WORK, "quality"))
+        if name == "movies":  # the x1 run's Transform output: `model:`/`training:` don't reach it
+            metadata = scaling["1"]["metadata"]
+        else:
+            log(f"quality: the {name} pipeline")
+            run = run_pipeline("mimo", spec_path, os.path.join(WORK, f"run_{name}"), IN_MEMORY)
+            metadata = run["metadata"]
+        out[name] = measure(name, transformed_splits(metadata, load_spec(spec_path)), log=log)
+    return out
 
 
 # -- 7. partial labels: each head on its own labelled rows vs the complete rows only --------------
@@ -491,10 +443,10 @@ PARTIAL_SEEDS = (1, 2, 3)
 def bench_partial(inputs) -> dict:
     import tensorflow as tf
 
-    from trainer.data import read_transformed, write_transformed
-    from trainer.train import train
+    from trainer.data import collect_labels, read_transformed, write_transformed
+    from trainer.train import evaluate_with_baselines, train
 
-    spec, tft_output, train_files, eval_files, _ = inputs
+    spec, tft_output, train_files, validation_files, eval_files, _ = inputs
     feature_spec = tft_output.transformed_feature_spec()
     data = read_transformed(train_files, feature_spec)
     n = len(data[spec.outputs[0].label_present])
@@ -523,8 +475,12 @@ def bench_partial(inputs) -> dict:
             log(f"partial labels: seed {seed}, {variant}")
             tf.keras.utils.set_random_seed(seed)
             t = time.perf_counter()
-            report = train(spec, tft_output, path, eval_files).report
+            result = train(spec, tft_output, path, validation_files)
             seconds[variant].append(time.perf_counter() - t)
+            labels = collect_labels(path, spec, feature_spec)
+            report = evaluate_with_baselines(
+                result.model, spec, result.info, labels, eval_files, spec.training["batch_size"]
+            )
             runs[variant].append(
                 {
                     h.name: report["heads"][h.name]["metrics"][primary_metric(h)[0]]
@@ -534,7 +490,7 @@ def bench_partial(inputs) -> dict:
             rows[variant].append(
                 {h.name: report["heads"][h.name]["train_examples"] for h in spec.outputs}
             )
-        eval_rows = {h.name: report["heads"][h.name]["eval_examples"] for h in spec.outputs}
+        eval_rows = {h.name: report["heads"][h.name]["examples"] for h in spec.outputs}
     heads = {}
     for h in spec.outputs:
         metric, direction = primary_metric(h)
@@ -713,19 +669,6 @@ def plot(results):
         fig.tight_layout()
         fig.savefig(os.path.join(RESULTS, "scaling.png"), dpi=110)
         plt.close(fig)
-    if "multitask" in results:
-        m = results["multitask"]
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.bar(["multi-output"], [m["multi_seconds"]])
-        bottom = 0.0
-        for head, h in m["heads"].items():
-            ax.bar(["single-head x N"], [h["single_seconds"]], bottom=bottom, label=head)
-            bottom += h["single_seconds"]
-        ax.set_ylabel("training seconds")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(RESULTS, "multitask.png"), dpi=110)
-        plt.close(fig)
 
 
 def summary(results) -> str:
@@ -809,26 +752,6 @@ def summary(results) -> str:
             )
         if r.get("note"):
             lines.append(f"| 4 | (note) | {r['note']} | | |")
-    for label, r in (
-        (
-            "before: multilabel loss averaged over its labels",
-            results.get("before", {}).get("multitask"),
-        ),
-        ("multi-output vs single-head models: time, per-head quality", results.get("multitask")),
-    ):
-        if not r:
-            continue
-        heads = "; ".join(
-            f"{h}: {v['metric']} {v['multi']} vs {v['single']}" for h, v in r["heads"].items()
-        )
-        lines.append(
-            f"| 5 | {label} | {r['time_multi_over_sum_single']:.2f}x time; {heads} | <= 0.5x, each head within 2% | {'yes' if r['met'] else 'no'} |"
-        )
-        for point in r.get("sweep", []):
-            changes = "; ".join(f"{h} {v['change_pct']:+.1f}%" for h, v in point["heads"].items())
-            lines.append(
-                f"| 5 | - same, multilabel loss_weight {point['loss_weight']} | {point['time_multi_over_sum_single']:.2f}x time ({point['multi_epochs']} epochs); vs single-head: {changes} | <= 0.5x, each head within 2% | {'yes' if point['met'] else 'no'} |"
-            )
     for key, label in (("partial_before", "before: mask only; "), ("partial", "")):
         if key not in results:
             continue
@@ -900,7 +823,11 @@ def summary(results) -> str:
         for name, v in fit.items():
             lines.append(f"| {name} | {v['fixed_seconds']} | {v['seconds_per_1k_rows']} |")
         lines.append("")
-    lines.append("Raw figures: results.json. Plots: scaling.png, multitask.png.")
+    for key, label in (("quality_before", "before"), ("quality", "after")):
+        if key in results:
+            lines += summary_lines({f"{d} ({label})": r for d, r in results[key].items()})
+            lines.append("")
+    lines.append("Raw figures: results.json. Plot: scaling.png.")
     return "\n".join(lines) + "\n"
 
 
@@ -962,7 +889,6 @@ def main(argv=None) -> int:
     parts = (
         ("input", bench_input),
         ("serving", bench_serving),
-        ("multitask", bench_multitask),
         ("partial", bench_partial),
     )
     for name, fn in parts:
@@ -970,6 +896,10 @@ def main(argv=None) -> int:
             log(name)
             results[name] = fn(inputs)
             save()
+    if "quality" not in skip:
+        log("quality")
+        results["quality"] = bench_quality(results["scaling"])
+        save()
     if "evaluator" not in skip:
         log("evaluator")
         results["evaluator"] = bench_evaluator(results["scaling"]["1"]["metadata"])

@@ -5,6 +5,7 @@
 from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1, before TensorFlow)
 
 import csv
+import dataclasses
 import os
 
 import pytest
@@ -153,3 +154,48 @@ def beam_worker_pool(tmp_path_factory):
     except subprocess.TimeoutExpired:
         server.kill()
     log.close()
+
+
+# -- the fixtures' real transformed examples (trainer tests), made once per session ------------
+@dataclasses.dataclass
+class Prepared:
+    spec: object  # pipeline.spec.Spec
+    tft_output: object
+    info: object  # trainer.model.FeatureInfo
+    train_files: str
+    eval_files: str
+
+
+def prepare(spec, instances, feature_spec, tmp):
+    from tft_harness import run_transform, write_transformed
+
+    from trainer.data import collect_labels
+    from trainer.model import FeatureInfo
+
+    transformed, tft_output = run_transform(spec, instances, feature_spec, str(tmp))
+    n = len(instances)
+    cut = int(n * 0.75)
+    train_files = write_transformed(transformed, tft_output, str(tmp / "train.gz"), range(cut))
+    eval_files = write_transformed(transformed, tft_output, str(tmp / "eval.gz"), range(cut, n))
+    labels = collect_labels(train_files, spec, tft_output.transformed_feature_spec())
+    info = FeatureInfo.from_transform_output(tft_output, labels, spec)
+    return Prepared(spec, tft_output, info, train_files, eval_files)
+
+
+@pytest.fixture(scope="session")
+def movies_prepared(tmp_path_factory):
+    from pipeline.spec import load_spec
+
+    spec = load_spec(MOVIES_FIXTURE_SPEC)
+    rows, kinds = read_csv_columns(MOVIES_FIXTURE_CSV, 200)
+    instances, feature_spec = tft_examples(rows, kinds)
+    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("movies"))
+
+
+@pytest.fixture(scope="session")
+def digits_prepared(tmp_path_factory):
+    from pipeline.spec import load_spec
+
+    spec = load_spec(DIGITS_FIXTURE_SPEC)
+    instances, feature_spec, _ = digits_examples(120)
+    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("digits"))

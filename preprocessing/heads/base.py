@@ -166,6 +166,19 @@ class HeadType(Configurable):
                 out[name] = float(metric.trivial(y_train, y_eval))
         return out
 
+    # -- the boosted-trees baseline (trainer/gbdt.py) -------------------------------------------
+    tree_task: ClassVar[str] = "CLASSIFICATION"  # YDF's task for each of the head's tree models
+
+    def tree_labels(self, y: np.ndarray) -> list[np.ndarray]:
+        """The label of each of the head's tree models, from its transformed labels (one model,
+        of the class index or 0/1 flag, by default)."""
+        return [y.reshape(len(y), -1)[:, 0].astype(np.int64)]
+
+    def tree_output(self, predictions: list[dict], head, info) -> np.ndarray:
+        """The head's output, shaped as the network's, from its tree models' predictions
+        (`values`, and `classes` for classifiers): one positive-class probability per model."""
+        return np.stack([positive_probability(p) for p in predictions], axis=1)
+
     # -- evaluation (TFMA) ----------------------------------------------------------------------
     def higher_is_better(self, metric: str) -> bool:
         return metric != "loss" and self.metric_table[metric].higher_is_better
@@ -182,6 +195,12 @@ class HeadType(Configurable):
 
 
 # -- helpers shared by the classifier head types ------------------------------------------------
+def positive_probability(prediction: dict) -> np.ndarray:
+    """A binary tree model's probability of 1 (YDF gives that of its second label class)."""
+    values, classes = prediction["values"], prediction["classes"]
+    return values if classes[-1] == "1" else 1.0 - values
+
+
 def class_index(values: tf.Tensor, classes: list) -> tf.Tensor:
     """[n] strings -> [n] int64 positions in `classes`, -1 where absent (no lookup table)."""
     keys = tf.constant([str(c) for c in classes])

@@ -192,6 +192,17 @@ class Multiclass(HeadType):
     def keras_label(self, label):
         return tf.maximum(label, 0)  # -1 (a class unseen in training) weighs 0, see label_weight
 
+    def tree_output(self, predictions, head, info):
+        """Probabilities per class index; a class the trees never saw gets 0."""
+        (p,) = predictions
+        out = np.zeros((len(p["values"]), self.num_units(head, info)), np.float32)
+        values = p["values"].reshape(len(out), -1)
+        if len(p["classes"]) == 2:  # YDF gives a binary model the second class's probability
+            values = np.concatenate([1 - values, values], axis=1)
+        for j, c in enumerate(p["classes"]):
+            out[:, int(c)] = values[:, j]
+        return out
+
     def label_weight(self, label, head, info):
         known = tf.cast(label >= 0, tf.float32)
         if not head.class_weights:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
@@ -191,6 +192,10 @@ class Multilabel(HeadType):
 
     def trivial_loss(self, y_train, y_eval):
         return prior_log_loss(y_train, y_eval)  # summed over the labels, as the loss is
+
+    def tree_labels(self, y):
+        """One tree model per label (YDF has no multi-label task)."""
+        return [y[:, j].astype(np.int64) for j in range(y.shape[1])]
 
     # -- evaluation: gates on the macro average over labels; every label's own value reported --
     def summary_key(self, metric):

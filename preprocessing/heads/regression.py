@@ -63,6 +63,14 @@ class Regression(HeadType):
     def keras_label(self, label):
         return label[:, None]
 
+    tree_task = "REGRESSION"
+
+    def tree_labels(self, y):
+        return [y.reshape(-1).astype(np.float32)]
+
+    def tree_output(self, predictions, head, info):
+        return predictions[0]["values"].reshape(-1, 1)
+
     def keras_loss(self, head, info):
         """The loss on standardized values, so its scale is comparable with other heads'."""
         import tf_keras as keras

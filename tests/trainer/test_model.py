@@ -10,58 +10,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
-from conftest import (
-    DIGITS_FIXTURE_SPEC,
-    MOVIES_FIXTURE_CSV,
-    MOVIES_FIXTURE_SPEC,
-    digits_examples,
-    read_csv_columns,
-    tft_examples,
-)
-from tft_harness import run_transform, write_transformed
 
-from pipeline.spec import Spec, load_spec
+from pipeline.spec import Spec
 from trainer.data import collect_labels, make_dataset, read_transformed
-from trainer.model import FeatureInfo, build_model, compile_model
+from trainer.model import build_model, compile_model
 from trainer.train import train
 
 
-@dataclasses.dataclass
-class Prepared:
-    spec: Spec
-    tft_output: object
-    info: FeatureInfo
-    train_files: str
-    eval_files: str
+@pytest.fixture
+def movies(movies_prepared):
+    return movies_prepared
 
 
-def prepare(spec, instances, feature_spec, tmp):
-    transformed, tft_output = run_transform(spec, instances, feature_spec, str(tmp))
-    n = len(instances)
-    cut = int(n * 0.75)
-    train_files = write_transformed(transformed, tft_output, str(tmp / "train.gz"), range(cut))
-    eval_files = write_transformed(transformed, tft_output, str(tmp / "eval.gz"), range(cut, n))
-    labels = collect_labels(train_files, spec, tft_output.transformed_feature_spec())
-    info = FeatureInfo.from_transform_output(tft_output, labels, spec)
-    return Prepared(spec, tft_output, info, train_files, eval_files)
+@pytest.fixture
+def digits(digits_prepared):
+    return digits_prepared
 
 
-@pytest.fixture(scope="module")
-def movies(tmp_path_factory):
-    spec = load_spec(MOVIES_FIXTURE_SPEC)
-    rows, kinds = read_csv_columns(MOVIES_FIXTURE_CSV, 200)
-    instances, feature_spec = tft_examples(rows, kinds)
-    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("movies"))
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    spec = load_spec(DIGITS_FIXTURE_SPEC)
-    instances, feature_spec, _ = digits_examples(120)
-    return prepare(spec, instances, feature_spec, tmp_path_factory.mktemp("digits"))
-
-
-def one_batch(p: Prepared, spec=None, size=64):
+def one_batch(p, spec=None, size=64):
     ds = make_dataset(p.train_files, spec or p.spec, p.info, size)
     return next(iter(ds))
 
