@@ -22,15 +22,10 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.measure import RssSampler, component_times, scale_movies  # noqa: E402
-from bench.quality import (
-    default_settings_spec,
-    measure,
-    primary_metric,
-    summary_lines,
-    transformed_splits,
-)
+from bench.quality import SEEDS, default_settings_spec, summary_lines
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
 from pipeline.runners.beam import BeamOptions, beam_args
+from trainer.compare import primary_metric
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO, "bench", "results")
@@ -418,7 +413,9 @@ QUALITY_SPECS = {"movies": MOVIES_SPEC, "digits": DIGITS_SPEC}
 
 
 def bench_quality(scaling) -> dict:
+    from pipeline.runners.local import latest_run_outputs
     from pipeline.spec import load_spec
+    from trainer.compare import compare, transformed_splits
 
     out = {}
     for name, path in QUALITY_SPECS.items():
@@ -429,7 +426,8 @@ def bench_quality(scaling) -> dict:
             log(f"quality: the {name} pipeline")
             run = run_pipeline("mimo", spec_path, os.path.join(WORK, f"run_{name}"), IN_MEMORY)
             metadata = run["metadata"]
-        out[name] = measure(name, transformed_splits(metadata, load_spec(spec_path)), log=log)
+        splits = transformed_splits(latest_run_outputs(metadata), load_spec(spec_path))
+        out[name] = compare(splits, SEEDS, log=lambda m, name=name: log(f"quality {name}: {m}"))
     return out
 
 

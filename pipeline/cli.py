@@ -1,6 +1,7 @@
 """`mimo`: the command line. It loads the spec and dispatches to a runner; nothing else.
 
 mimo run --spec data/movies/movies.yaml --output runs        # the local pipeline
+mimo compare --spec SPEC --output runs [--seeds 3]            # multi vs single-head vs trees
 mimo compile kubeflow --spec SPEC --beam-runner dataflow ...  # a KFP v2 pipeline spec
 mimo compile airflow --spec SPEC --output dags/x_dag.py       # an Airflow DAG file
 mimo schedule kubeflow --host URL --cron '0 0 3 * * *' ...    # a recurring run on KFP
@@ -201,7 +202,7 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
 
 
 # Commands that run a pipeline: unless --verbose, TF/CUDA/Beam output goes to a log file.
-LOGGED_COMMANDS = ("run",)
+LOGGED_COMMANDS = ("run", "compare")
 
 
 def _run_flags(argv: list[str]) -> argparse.Namespace | None:

@@ -107,14 +107,15 @@ def write_messy_movies(csv_path, fixture_csv, fixture_spec):
     return raw
 
 
-def cli_run(spec_path, output, *extra, timeout=1500):
-    """`mimo run` in a subprocess, as a user runs it (Beam in-process, as the tests' runs)."""
+def cli_run(spec_path, output, *extra, timeout=1500, command="run"):
+    """`mimo run` (or `command`) in a subprocess, as a user runs it (Beam in-process, as the
+    tests' runs, unless `extra` says otherwise)."""
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "pipeline.cli",
-            "run",
+            command,
             "--spec",
             str(spec_path),
             "--output",

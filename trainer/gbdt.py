@@ -24,8 +24,17 @@ from preprocessing import HEAD_TYPES
 from preprocessing.heads.base import label_name
 from trainer.data import input_feature_names
 
-# YDF's defaults except the number of trees: early stopping on the validation split picks it.
-GBT_SETTINGS = {"num_trees": 500, "early_stopping": "LOSS_INCREASE"}
+# YDF's defaults, except: early stopping on the validation split picks the number of trees (up
+# to 500); a name list's or text's categorical set keeps its 500 most frequent ids and a split
+# tries 1% of them. Measured on movies' meter head (12k rows): every list at full vocabulary
+# 262 s for cast alone; these settings 15.5 s for every input, validation RMSE 22.6 (22.4 with
+# the full vocabularies at 28 s).
+GBT_SETTINGS = {
+    "num_trees": 500,
+    "early_stopping": "LOSS_INCREASE",
+    "max_vocab_count": 500,
+    "categorical_set_split_greedy_sampling": 0.01,
+}
 
 
 def tree_features(arrays: dict, names: list[str]) -> dict:

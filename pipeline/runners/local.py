@@ -1,6 +1,8 @@
 """The local runner: TFX's LocalDagRunner with ML Metadata in SQLite under the run's root.
 
 `mimo run --spec SPEC --output DIR` runs the whole pipeline here and prints what it made.
+`mimo compare --spec SPEC --output DIR` runs it up to Transform (cached when a run made it) and
+compares, per head, the multi-output model with single-head models and boosted trees.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from tfx.dsl.compiler import constants as tfx_constants
 from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 from tfx.orchestration.metadata import sqlite_metadata_connection_config
 from tfx.orchestration.pipeline import Pipeline
-from tfx.orchestration.portable import runtime_parameter_utils
+from tfx.orchestration.portable import partial_run_utils, runtime_parameter_utils
+from tfx.proto.orchestration import pipeline_pb2
 
 from pipeline import console
 from pipeline.pipeline import create_pipeline
@@ -89,8 +92,10 @@ def local_pipeline(
     return pipeline, paths
 
 
-def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
-    """Runs the whole pipeline with the LocalDagRunner; `options` as for local_pipeline.
+def run_local(spec: Spec, output_dir: str, to_node: str | None = None, **options) -> RunPaths:
+    """Runs the whole pipeline (or, with `to_node`, what that component needs and the
+    component itself: TFX's partial run) with the LocalDagRunner; `options` as for
+    local_pipeline.
 
     The run holds the output directory's lock (a second run of the pipeline there is refused
     with RunLockedError), first cleans up what a run killed with kill -9 left there, and gets an
@@ -105,7 +110,15 @@ def run_local(spec: Spec, output_dir: str, **options) -> RunPaths:
         runtime_parameter_utils.substitute_runtime_parameter(
             ir, {tfx_constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
         )
-        LocalDagRunner().run_with_ir(ir)
+        run_options = None
+        if to_node:
+            run_options = pipeline_pb2.RunOptions(
+                partial_run=pipeline_pb2.PartialRun(
+                    to_nodes=[to_node],
+                    snapshot_settings=partial_run_utils.latest_pipeline_snapshot_settings(),
+                )
+            )
+        LocalDagRunner().run_with_ir(ir, run_options=run_options)
     return dataclasses.replace(paths, run_id=run_id)
 
 
@@ -281,9 +294,31 @@ class LocalRunner(Runner):
     doc = "TFX's LocalDagRunner on this machine, ML Metadata in SQLite"
 
     def commands(self):
-        return {"run": Command("run the pipeline locally (LocalDagRunner)", self.add_run, self.run)}
+        return {
+            "run": Command("run the pipeline locally (LocalDagRunner)", self.add_run, self.run),
+            "compare": Command(
+                "per head on the eval split: the multi-output model vs single-head models vs "
+                "boosted trees (runs the pipeline up to Transform, cached)",
+                self.add_compare,
+                self.compare,
+            ),
+        }
+
+    def add_compare(self, parser) -> None:
+        self.add_common(parser)
+        parser.add_argument(
+            "--seeds", type=int, default=1, help="train each model with this many seeds (mean ± sd)"
+        )
 
     def add_run(self, parser) -> None:
+        self.add_common(parser)
+        parser.add_argument(
+            "--registry", help="model registry directory (default: OUTPUT/registry)"
+        )
+        parser.add_argument("--mlflow-tracking-uri", help="also register blessed models in MLflow")
+        parser.add_argument("--no-cache", action="store_true", help="re-run every component")
+
+    def add_common(self, parser) -> None:
         parser.add_argument(
             "--output",
             default="runs",
@@ -297,11 +332,6 @@ class LocalRunner(Runner):
             help="extra Beam pipeline argument, e.g. --beam-arg=--direct_num_workers=2",
         )
         parser.add_argument(
-            "--registry", help="model registry directory (default: OUTPUT/registry)"
-        )
-        parser.add_argument("--mlflow-tracking-uri", help="also register blessed models in MLflow")
-        parser.add_argument("--no-cache", action="store_true", help="re-run every component")
-        parser.add_argument(
             "--verbose",
             action="store_true",
             help="show every log line of TFX, Beam and TensorFlow here (default: progress and "
@@ -311,6 +341,49 @@ class LocalRunner(Runner):
     def run(self, spec: Spec, args) -> int:
         from pipeline.evaluation.report import print_run
 
+        print(
+            f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}"
+        )
+        paths = self._run_pipeline(
+            spec,
+            args,
+            enable_cache=not args.no_cache,
+            registry=args.registry,
+            mlflow_tracking_uri=args.mlflow_tracking_uri or "",
+        )
+        if isinstance(paths, int):
+            return paths
+        print_run(spec, latest_run_outputs(paths.metadata_path, paths.run_id), paths.metadata_path)
+        self._print_log_path()
+        return 0
+
+    def compare(self, spec: Spec, args) -> int:
+        from trainer.compare import compare, format_table, transformed_splits
+
+        if args.seeds < 1:
+            print(f"error: --seeds must be at least 1, got {args.seeds}", file=sys.stderr)
+            return 2
+        print(
+            f"Comparing models for '{spec.name}' on {spec.data.path}: the pipeline up to "
+            f"Transform -> {os.path.abspath(args.output)}"
+        )
+        paths = self._run_pipeline(spec, args, to_node="Transform")
+        if isinstance(paths, int):
+            return paths
+        outputs = latest_run_outputs(paths.metadata_path, paths.run_id)
+        with console.stderr_to_log_only():
+            result = compare(
+                transformed_splits(outputs, spec),
+                seeds=range(1, args.seeds + 1),
+                log=lambda message: print(f"  {message}", flush=True),
+            )
+        print(format_table(result))
+        self._print_log_path()
+        return 0
+
+    def _run_pipeline(self, spec: Spec, args, **options) -> RunPaths | int:
+        """run_local with the flags' Beam arguments; an exit code when it fails (the message
+        here, the traceback in the full log)."""
         log = console.active_log()
         configure_logging(args.verbose, log)
         try:
@@ -319,20 +392,10 @@ class LocalRunner(Runner):
         except BeamArgsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        print(
-            f"Running pipeline '{spec.name}' on {spec.data.path} -> {os.path.abspath(args.output)}"
-        )
         full_log = f"\nFull log: {log.path}" if log else ""
         try:
             with console.stderr_to_log_only():
-                paths = run_local(
-                    spec,
-                    args.output,
-                    beam_args=beam,
-                    enable_cache=not args.no_cache,
-                    registry=args.registry,
-                    mlflow_tracking_uri=args.mlflow_tracking_uri or "",
-                )
+                return run_local(spec, args.output, beam_args=beam, **options)
         except RunLockedError as e:
             print(f"error: {e}", file=sys.stderr)
             return 4
@@ -347,10 +410,12 @@ class LocalRunner(Runner):
                 raise
             print(f"\nerror: {_brief(e)}{full_log}", file=sys.stderr)
             return 1
-        print_run(spec, latest_run_outputs(paths.metadata_path, paths.run_id), paths.metadata_path)
-        if full_log:
-            print(full_log)
-        return 0
+
+    @staticmethod
+    def _print_log_path() -> None:
+        log = console.active_log()
+        if log:
+            print(f"\nFull log: {log.path}")
 
 
 def _data_error(exc: BaseException) -> str | None:

@@ -470,6 +470,31 @@ def test_first_run_is_blessed_and_pushed_past_the_damaged_folders(movies_run, tm
     assert out["genre"].shape == (len(examples), 21)
 
 
+def test_compare_puts_every_head_against_single_head_models_and_boosted_trees(
+    movies_run, portable_flags, tmp_path
+):
+    """`mimo compare` on a copy of the shared run's output: it reuses that run's Transform (a
+    partial run up to it, nothing trained by the pipeline) and prints, per head, the eval-split
+    metric of the multi-output model, a single-head model and boosted trees."""
+    spec, paths, shared = movies_run
+    output = str(tmp_path / "runs")
+    shutil.copytree(os.path.dirname(os.path.dirname(paths.pipeline_root)), output)
+    result = cli_run(spec.source, output, *portable_flags, command="compare")
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stdout[result.stdout.index("On the eval split") :].splitlines()
+    assert table[1].split()[:2] == ["head", "metric"]
+    rows = {line.split()[0]: line.split() for line in table[2:] if line.strip()}
+    assert list(rows)[:4] == ["meter", "oscar", "genre", "(seconds)"]
+    for head, low, high in (("meter", 1.0, 60.0), ("oscar", 0.0, 1.0), ("genre", 0.0, 1.0)):
+        multi, single, boosted = (float(v) for v in rows[head][3:6])  # after "metric (dir)"
+        assert all(low <= v <= high for v in (multi, single, boosted)), rows[head]
+        assert rows[head][6].startswith(("+", "-")) and rows[head][7] in ("ok", "BEHIND")
+    latest = latest_run_outputs(os.path.join(output, "metadata", spec.name, "metadata.db"))
+    graph = latest["Transform"]["transform_graph"][0].uri
+    assert graph == shared["Transform"]["transform_graph"][0].uri
+    assert "Trainer" not in latest and "Evaluator" not in latest
+
+
 def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
     movies_run, portable_flags, tmp_path
 ):
