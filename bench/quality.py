@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import yaml
 
 SEEDS = (1, 2, 3)
@@ -28,6 +29,10 @@ def default_settings_spec(path: str, out_dir: str) -> str:
     return copy
 
 
+def mean_sd(stat: dict) -> str:
+    return f"{stat['mean']} ± {stat['sd']}"
+
+
 def summary_lines(results: dict) -> list[str]:
     """The quality table for summary.md: one row per data set and head."""
     lines = [
@@ -45,16 +50,13 @@ def summary_lines(results: dict) -> list[str]:
     for label, r in results.items():
         for head, h in r["heads"].items():
 
-            def cell(kind, h=h):
-                return f"{h[kind]['mean']} ± {h[kind]['sd']}"
-
             def verdict(rival, h=h):
                 v = h[f"vs_{rival}"]
                 return f"{v['gap']:+.4f} ({'matches' if v['matches'] else 'loses'})"
 
             lines.append(
-                f"| {label} | {head} | {h['metric']} ({h['better']}) | {cell('multi')} | "
-                f"{cell('single')} | {cell('boosted')} | {verdict('single')} | "
+                f"| {label} | {head} | {h['metric']} ({h['better']}) | {mean_sd(h['multi'])} | "
+                f"{mean_sd(h['single'])} | {mean_sd(h['boosted'])} | {verdict('single')} | "
                 f"{verdict('boosted')} |"
             )
         s = r["seconds"]
@@ -62,4 +64,91 @@ def summary_lines(results: dict) -> list[str]:
             f"| {label} | (time, s) | | {s['multi']} | {s['single']} (sum) | {s['boosted']} | "
             f"{r['time_multi_over_sum_single']:.2f}x | goal met: {'yes' if r['met'] else 'no'} |"
         )
+    return lines
+
+
+def per_head_epochs(splits, seeds=SEEDS, epochs: int = 10, log=print) -> dict:
+    """Where each head peaks: one multi-output fit of `epochs` epochs without early stopping,
+    scored on eval after every epoch. Per head, its eval metric at the epoch today's rule keeps
+    (the best summed validation loss), at its own best validation loss, and at its own best
+    validation primary metric: what selecting each head's epoch on its own could gain."""
+    import tf_keras as keras
+
+    from trainer.compare import primary_metric
+    from trainer.data import collect_labels, make_dataset
+    from trainer.model import FeatureInfo, build_model, compile_model
+    from trainer.train import evaluate_with_baselines
+
+    spec = splits.spec
+    labels = collect_labels(
+        splits.files["train"], spec, splits.tft_output.transformed_feature_spec()
+    )
+    info = FeatureInfo.from_transform_output(splits.tft_output, labels, spec)
+    batch = spec.training["batch_size"]
+    train = make_dataset(
+        splits.files["train"], spec, info, batch, shuffle=True, seed=42, cache=True
+    )
+    valid = make_dataset(splits.files["validation"], spec, info, batch, cache=True)
+    runs = []
+    for seed in seeds:
+        log(f"per-head epochs: seed {seed}")
+        keras.utils.set_random_seed(seed)
+        model = compile_model(build_model(spec, info), spec, info)
+        history, scores = [], []
+        for _ in range(epochs):
+            fit = model.fit(train, validation_data=valid, epochs=1, verbose=0)
+            history.append({k: v[0] for k, v in fit.history.items() if k.startswith("val_")})
+            report = evaluate_with_baselines(model, spec, info, labels, splits.files["eval"], batch)
+            scores.append(report["heads"])
+        total = int(np.argmin([h["val_loss"] for h in history]))
+        run = {"seed": seed, "total_best_epoch": total + 1, "heads": {}}
+        for head in spec.outputs:
+            metric, better = primary_metric(head)
+            sign = 1 if better == "higher" else -1
+            prefix = f"val_{head.name}_" if len(spec.outputs) > 1 else "val_"
+            by_loss = int(np.argmin([h[f"{prefix}loss"] for h in history]))
+            by_metric = int(np.argmax([sign * h[f"{prefix}{metric}"] for h in history]))
+            curve = [s[head.name]["metrics"][metric] for s in scores]
+            run["heads"][head.name] = {
+                "metric": metric,
+                "at_total_loss": curve[total],
+                "own_loss_epoch": by_loss + 1,
+                "at_own_loss": curve[by_loss],
+                "own_metric_epoch": by_metric + 1,
+                "at_own_metric": curve[by_metric],
+                "eval_curve": [round(v, 4) for v in curve],
+            }
+        runs.append(run)
+    heads = {}
+    for head in spec.outputs:
+        rows = [r["heads"][head.name] for r in runs]
+        heads[head.name] = {"metric": rows[0]["metric"]}
+        for key in ("at_total_loss", "at_own_loss", "at_own_metric"):
+            v = np.array([r[key] for r in rows])
+            heads[head.name][key] = {
+                "mean": round(float(v.mean()), 4),
+                "sd": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4),
+            }
+        heads[head.name]["own_metric_epochs"] = [r["own_metric_epoch"] for r in rows]
+        heads[head.name]["own_loss_epochs"] = [r["own_loss_epoch"] for r in rows]
+    return {"seeds": list(seeds), "epochs": epochs, "heads": heads, "runs": runs}
+
+
+def per_head_epochs_lines(results: dict) -> list[str]:
+    lines = [
+        "",
+        "### Where each head peaks (one multi-output fit, no early stopping, eval after every "
+        "epoch)",
+        "",
+        "| data | head | metric | at the best summed validation loss (today) | at its own best "
+        "validation loss (epochs) | at its own best validation metric (epochs) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, r in results.items():
+        for head, h in r["heads"].items():
+            lines.append(
+                f"| {label} | {head} | {h['metric']} | {mean_sd(h['at_total_loss'])} | "
+                f"{mean_sd(h['at_own_loss'])} ({h['own_loss_epochs']}) | {mean_sd(h['at_own_metric'])} "
+                f"({h['own_metric_epochs']}) |"
+            )
     return lines

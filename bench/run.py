@@ -22,7 +22,13 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from bench.measure import RssSampler, component_times, scale_movies  # noqa: E402
-from bench.quality import SEEDS, default_settings_spec, summary_lines
+from bench.quality import (
+    SEEDS,
+    default_settings_spec,
+    per_head_epochs,
+    per_head_epochs_lines,
+    summary_lines,
+)
 from pipeline import env as _env  # noqa: F401  (before TensorFlow)
 from pipeline.runners.beam import BeamOptions, beam_args
 from trainer.compare import primary_metric
@@ -427,7 +433,12 @@ def bench_quality(scaling) -> dict:
             run = run_pipeline("mimo", spec_path, os.path.join(WORK, f"run_{name}"), IN_MEMORY)
             metadata = run["metadata"]
         splits = transformed_splits(latest_run_outputs(metadata), load_spec(spec_path))
-        out[name] = compare(splits, SEEDS, log=lambda m, name=name: log(f"quality {name}: {m}"))
+
+        def say(message, name=name):
+            log(f"quality {name}: {message}")
+
+        out[name] = compare(splits, SEEDS, log=say)
+        out[name]["per_head_epochs"] = per_head_epochs(splits, SEEDS, log=say)
     return out
 
 
@@ -823,7 +834,11 @@ def summary(results) -> str:
         lines.append("")
     for key, label in (("quality_before", "before"), ("quality", "after")):
         if key in results:
-            lines += summary_lines({f"{d} ({label})": r for d, r in results[key].items()})
+            runs = {f"{d} ({label})": r for d, r in results[key].items()}
+            lines += summary_lines(runs)
+            peaks = {d: r["per_head_epochs"] for d, r in runs.items() if "per_head_epochs" in r}
+            if peaks:
+                lines += per_head_epochs_lines(peaks)
             lines.append("")
     lines.append("Raw figures: results.json. Plot: scaling.png.")
     return "\n".join(lines) + "\n"
