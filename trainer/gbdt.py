@@ -98,8 +98,20 @@ class BoostedHeads:
         return out
 
 
+@dataclass(frozen=True)
+class OneClass:
+    """Stands in for a classifier whose training rows hold one class only (a rare label absent
+    from train): it predicts that class with certainty, as trees could not do better."""
+
+    label: str
+
+
 def _predict(model, features) -> dict:
-    """(probabilities or values, the model's label classes or None)."""
+    """{"values": probabilities (of the second class for binary models) or values, "classes":
+    the model's label classes, None for regression}."""
+    if isinstance(model, OneClass):
+        rows = len(next(iter(features.values())))
+        return {"values": np.ones(rows, np.float32), "classes": [model.label]}
     classes = None
     if model.task().name == "CLASSIFICATION":
         classes = list(model.label_classes())
@@ -124,6 +136,9 @@ def fit_boosted(spec: Spec, train: dict, validation: dict, seed: int = 1) -> Boo
         ys_valid = head_type.tree_labels(np.asarray(validation[label_name(head.name)])[keep_valid])
         models = []
         for y_train, y_valid in zip(ys_train, ys_valid, strict=True):
+            if head_type.tree_task == "CLASSIFICATION" and len(np.unique(y_train)) < 2:
+                models.append(OneClass(str(y_train[0]) if len(y_train) else "0"))
+                continue
             learner = ydf.GradientBoostedTreesLearner(
                 label="__label__",
                 task=getattr(ydf.Task, head_type.tree_task),

@@ -10,7 +10,7 @@ import pytest
 
 from preprocessing import HEAD_TYPES
 from trainer.data import read_transformed
-from trainer.gbdt import fit_boosted, score, tree_features
+from trainer.gbdt import OneClass, fit_boosted, score, tree_features
 from trainer.model import build_model, compile_model
 
 
@@ -86,3 +86,18 @@ def test_a_head_s_missing_labels_never_reach_its_trees(movies_prepared):
     second = fit_boosted(spec, train, valid, seed=3).predict(valid, movies_prepared.info)
     np.testing.assert_array_equal(first["meter"], second["meter"])
     assert np.abs(second["meter"]).max() < 200  # the 1000s were never seen
+
+
+def test_a_label_train_never_shows_gets_a_certain_prediction_not_a_crash(movies_prepared):
+    """A rare genre with no film in train: YDF cannot train a classifier on one class; that
+    label predicts its only class (0) with certainty, the other labels get trees."""
+    train, valid = arrays(movies_prepared)
+    spec = movies_prepared.spec
+    spec = dataclasses.replace(spec, outputs=tuple(h for h in spec.outputs if h.name == "genre"))
+    train["genre_label"][:, 0] = 0.0
+    boosted = fit_boosted(spec, train, valid, seed=1)
+    assert isinstance(boosted.models["genre"][0], OneClass)
+    assert not any(isinstance(m, OneClass) for m in boosted.models["genre"][1:])
+    predicted = boosted.predict(valid, movies_prepared.info)["genre"]
+    assert predicted.shape == (len(valid["genre_label"]), 21)
+    assert np.all(predicted[:, 0] == 0.0) and 0 < predicted[:, 1:].mean() < 1
