@@ -74,6 +74,7 @@ def per_head_epochs(splits, seeds=SEEDS, epochs: int = 10, log=print) -> dict:
     validation primary metric: what selecting each head's epoch on its own could gain."""
     import tf_keras as keras
 
+    from trainer.compare import mean_sd as stats
     from trainer.compare import primary_metric
     from trainer.data import collect_labels, make_dataset
     from trainer.model import FeatureInfo, build_model, compile_model
@@ -124,11 +125,7 @@ def per_head_epochs(splits, seeds=SEEDS, epochs: int = 10, log=print) -> dict:
         rows = [r["heads"][head.name] for r in runs]
         heads[head.name] = {"metric": rows[0]["metric"]}
         for key in ("at_total_loss", "at_own_loss", "at_own_metric"):
-            v = np.array([r[key] for r in rows])
-            heads[head.name][key] = {
-                "mean": round(float(v.mean()), 4),
-                "sd": round(float(v.std(ddof=1)) if len(v) > 1 else 0.0, 4),
-            }
+            heads[head.name][key] = stats([r[key] for r in rows])
         heads[head.name]["own_metric_epochs"] = [r["own_metric_epoch"] for r in rows]
         heads[head.name]["own_loss_epochs"] = [r["own_loss_epoch"] for r in rows]
     return {"seeds": list(seeds), "epochs": epochs, "heads": heads, "runs": runs}

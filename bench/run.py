@@ -450,10 +450,8 @@ PARTIAL_SEEDS = (1, 2, 3)
 
 
 def bench_partial(inputs) -> dict:
-    import tensorflow as tf
-
-    from trainer.data import collect_labels, read_transformed, write_transformed
-    from trainer.train import evaluate_with_baselines, train
+    from trainer.compare import fit_and_score
+    from trainer.data import read_transformed, write_transformed
 
     spec, tft_output, train_files, validation_files, eval_files, _ = inputs
     feature_spec = tft_output.transformed_feature_spec()
@@ -482,14 +480,8 @@ def bench_partial(inputs) -> dict:
         }
         for variant, path in files.items():
             log(f"partial labels: seed {seed}, {variant}")
-            tf.keras.utils.set_random_seed(seed)
-            t = time.perf_counter()
-            result = train(spec, tft_output, path, validation_files)
-            seconds[variant].append(time.perf_counter() - t)
-            labels = collect_labels(path, spec, feature_spec)
-            report = evaluate_with_baselines(
-                result.model, spec, result.info, labels, eval_files, spec.training["batch_size"]
-            )
+            report, t, _ = fit_and_score(spec, tft_output, path, validation_files, eval_files, seed)
+            seconds[variant].append(t)
             runs[variant].append(
                 {
                     h.name: report["heads"][h.name]["metrics"][primary_metric(h)[0]]

@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from pipeline.spec import SPLITS
+
 
 @dataclasses.dataclass
 class Splits:
@@ -29,7 +31,7 @@ def transformed_splits(outputs: dict, spec) -> Splits:
 
     graph = outputs["Transform"]["transform_graph"][0].uri
     examples = outputs["Transform"]["transformed_examples"][0].uri
-    files = {s: os.path.join(examples, f"Split-{s}", "*") for s in ("train", "validation", "eval")}
+    files = {s: os.path.join(examples, f"Split-{s}", "*") for s in SPLITS}
     return Splits(spec, tft.TFTransformOutput(graph), files)
 
 
@@ -39,26 +41,49 @@ def primary_metric(head) -> tuple[str, str]:
     return metric, "higher" if head.head_type.higher_is_better(metric) else "lower"
 
 
-def _fit_network(spec, splits: Splits, train_labels, seed: int) -> tuple[dict, float, int]:
-    """({head: {metric: value}} on eval, training seconds, epochs run)."""
+def mean_sd(values) -> dict:
+    """{"mean", "sd"} of a metric over seeds, rounded (sd 0 for one seed)."""
+    v = np.asarray(values, dtype=float)
+    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    return {"mean": round(float(v.mean()), 4), "sd": round(sd, 4)}
+
+
+def fit_and_score(
+    spec, tft_output, train_files, validation_files, eval_files, seed: int, train_labels=None
+) -> tuple[dict, float, int]:
+    """The spec's model fitted on `train_files` with `seed`, stopping on `validation_files`, then
+    scored on `eval_files`: (evaluate_with_baselines' report, training seconds, epochs run).
+    `train_labels`: collect_labels of `train_files`, when the caller has them already."""
     import tf_keras as keras
 
+    from trainer.data import collect_labels
     from trainer.train import evaluate_with_baselines, train
 
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    result = train(spec, splits.tft_output, splits.files["train"], splits.files["validation"])
+    result = train(spec, tft_output, train_files, validation_files)
     seconds = time.perf_counter() - start
+    if train_labels is None:
+        train_labels = collect_labels(train_files, spec, result.info.feature_spec)
     report = evaluate_with_baselines(
-        result.model,
-        spec,
-        result.info,
-        train_labels,
-        splits.files["eval"],
-        spec.training["batch_size"],
+        result.model, spec, result.info, train_labels, eval_files, spec.training["batch_size"]
     )
-    metrics = {h: v["metrics"] for h, v in report["heads"].items()}
-    return metrics, seconds, result.report["epochs_run"]
+    return report, seconds, result.report["epochs_run"]
+
+
+def _fit_network(spec, splits: Splits, train_labels, seed: int) -> tuple[dict, float, int]:
+    """({head: {metric: value}} on eval, training seconds, epochs run)."""
+    files = splits.files
+    report, seconds, epochs = fit_and_score(
+        spec,
+        splits.tft_output,
+        files["train"],
+        files["validation"],
+        files["eval"],
+        seed,
+        train_labels,
+    )
+    return {h: v["metrics"] for h, v in report["heads"].items()}, seconds, epochs
 
 
 def compare(splits: Splits, seeds=(1,), log=print) -> dict:
@@ -111,9 +136,7 @@ def compare(splits: Splits, seeds=(1,), log=print) -> dict:
         sign = 1 if better == "higher" else -1
         values = {k: np.array([r[head.name][metric] for r in v]) for k, v in runs.items()}
         row = {"metric": metric, "better": better}
-        for kind, v in values.items():
-            sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
-            row[kind] = {"mean": round(float(v.mean()), 4), "sd": round(sd, 4)}
+        row.update({kind: mean_sd(v) for kind, v in values.items()})
         for rival in ("single", "boosted"):
             pooled = float(np.sqrt((row["multi"]["sd"] ** 2 + row[rival]["sd"] ** 2) / 2))
             gap = sign * (values["multi"].mean() - values[rival].mean())  # > 0: multi is better

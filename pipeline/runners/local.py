@@ -354,7 +354,8 @@ class LocalRunner(Runner):
         if isinstance(paths, int):
             return paths
         print_run(spec, latest_run_outputs(paths.metadata_path, paths.run_id), paths.metadata_path)
-        self._print_log_path()
+        if full_log := _full_log_line():
+            print(full_log)
         return 0
 
     def compare(self, spec: Spec, args) -> int:
@@ -378,7 +379,8 @@ class LocalRunner(Runner):
                 log=lambda message: print(f"  {message}", flush=True),
             )
         print(format_table(result))
-        self._print_log_path()
+        if full_log := _full_log_line():
+            print(full_log)
         return 0
 
     def _run_pipeline(self, spec: Spec, args, **options) -> RunPaths | int:
@@ -392,7 +394,7 @@ class LocalRunner(Runner):
         except BeamArgsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        full_log = f"\nFull log: {log.path}" if log else ""
+        full_log = _full_log_line()
         try:
             with console.stderr_to_log_only():
                 return run_local(spec, args.output, beam_args=beam, **options)
@@ -411,11 +413,11 @@ class LocalRunner(Runner):
             print(f"\nerror: {_brief(e)}{full_log}", file=sys.stderr)
             return 1
 
-    @staticmethod
-    def _print_log_path() -> None:
-        log = console.active_log()
-        if log:
-            print(f"\nFull log: {log.path}")
+
+def _full_log_line() -> str:
+    """The line naming the run's full log; empty with --verbose (there is none)."""
+    log = console.active_log()
+    return f"\nFull log: {log.path}" if log else ""
 
 
 def _data_error(exc: BaseException) -> str | None:
