@@ -12,6 +12,15 @@ import numpy as np
 import yaml
 
 SEEDS = (1, 2, 3)
+# Per-head model selection and loss balancing (issue 19, item 4): each (selection, balancing)
+# the multi-output model is fitted with besides the product's default, which `compare` measures.
+MECHANISMS = (
+    ("joint", "static"),
+    ("per_head", "static"),
+    ("per_head", "uncertainty"),
+    ("per_head", "dwa"),
+    ("per_head", "famo"),
+)
 
 
 def default_settings_spec(path: str, out_dir: str) -> str:
@@ -148,4 +157,81 @@ def per_head_epochs_lines(results: dict) -> list[str]:
                 f"{mean_sd(h['at_own_loss'])} ({h['own_loss_epochs']}) | {mean_sd(h['at_own_metric'])} "
                 f"({h['own_metric_epochs']}) |"
             )
+    return lines
+
+
+def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
+    """The multi-output model under each (selection, balancing) of MECHANISMS but the default:
+    per head its eval primary metric (mean, sd), training seconds and epochs; fitted, stopped
+    and scored as `compare` fits its multi-output model (trainer.compare.fit_and_score)."""
+    from pipeline.spec import TRAINING_DEFAULTS, Spec
+    from trainer.compare import fit_and_score, primary_metric
+    from trainer.compare import mean_sd as stats
+
+    default = (TRAINING_DEFAULTS["selection"], TRAINING_DEFAULTS["loss_balancing"])
+    files, out = splits.files, {}
+    for selection, balancing in MECHANISMS:
+        if (selection, balancing) == default:
+            continue
+        raw = splits.spec.to_dict()
+        raw["training"].update(selection=selection, loss_balancing=balancing)
+        spec = Spec.from_dict(raw)
+        values, seconds, epochs = {h.name: [] for h in spec.outputs}, [], []
+        for seed in seeds:
+            log(f"mechanism {selection} + {balancing}: seed {seed}")
+            report, t, e = fit_and_score(
+                spec,
+                splits.tft_output,
+                files["train"],
+                files["validation"],
+                files["eval"],
+                seed,
+            )
+            for h in spec.outputs:
+                values[h.name].append(report["heads"][h.name]["metrics"][primary_metric(h)[0]])
+            seconds.append(t)
+            epochs.append(e)
+        out[f"{selection}+{balancing}"] = {
+            "heads": {h: stats(v) for h, v in values.items()},
+            "seconds": round(float(np.mean(seconds)), 1),
+            "epochs": epochs,
+        }
+    return out
+
+
+def mechanisms_lines(results: dict) -> list[str]:
+    """Per data set and head: the multi-output model under each mechanism, the default (from
+    the comparison) marked, next to the single-head and boosted models."""
+    from pipeline.spec import TRAINING_DEFAULTS
+
+    default = f"{TRAINING_DEFAULTS['selection']}+{TRAINING_DEFAULTS['loss_balancing']}"
+    lines = [
+        "",
+        "### Per-head selection and loss balancing (the multi-output model only; selection + "
+        "balancing; * = the default, from the table above)",
+        "",
+    ]
+    for label, r in results.items():
+        if "mechanisms" not in r:
+            continue
+        runs = dict(r["mechanisms"])
+        runs[default + " *"] = {
+            "heads": {h: v["multi"] for h, v in r["heads"].items()},
+            "seconds": r["seconds"]["multi"],
+        }
+        heads = list(r["heads"])
+        lines += [
+            f"| {label} | "
+            + " | ".join(f"{h} {r['heads'][h]['metric']}" for h in heads)
+            + " | training s |",
+            "|---|" + "---|" * (len(heads) + 1),
+        ]
+        for name, m in sorted(runs.items()):
+            cells = " | ".join(mean_sd(m["heads"][h]) for h in heads)
+            lines.append(f"| {name} | {cells} | {m['seconds']} |")
+        cells = " | ".join(mean_sd(r["heads"][h]["single"]) for h in heads)
+        lines.append(f"| single-head models | {cells} | {r['seconds']['single']} (sum) |")
+        cells = " | ".join(mean_sd(r["heads"][h]["boosted"]) for h in heads)
+        lines.append(f"| boosted trees | {cells} | {r['seconds']['boosted']} |")
+        lines.append("")
     return lines

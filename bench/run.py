@@ -25,6 +25,8 @@ from bench.measure import RssSampler, component_times, scale_movies  # noqa: E40
 from bench.quality import (
     SEEDS,
     default_settings_spec,
+    mechanisms,
+    mechanisms_lines,
     per_head_epochs,
     per_head_epochs_lines,
     summary_lines,
@@ -438,6 +440,7 @@ def bench_quality(scaling) -> dict:
             log(f"quality {name}: {message}")
 
         out[name] = compare(splits, SEEDS, log=say)
+        out[name]["mechanisms"] = mechanisms(splits, SEEDS, log=say)
         out[name]["per_head_epochs"] = per_head_epochs(splits, SEEDS, log=say)
     return out
 
@@ -828,6 +831,7 @@ def summary(results) -> str:
         if key in results:
             runs = {f"{d} ({label})": r for d, r in results[key].items()}
             lines += summary_lines(runs)
+            lines += mechanisms_lines(runs)
             peaks = {d: r["per_head_epochs"] for d, r in runs.items() if "per_head_epochs" in r}
             if peaks:
                 lines += per_head_epochs_lines(peaks)

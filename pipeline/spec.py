@@ -172,7 +172,23 @@ TRAINING_OPTIONS = {
     ),
     "learning_rate": Option(0.001, "Adam's learning rate", Number(0, exclusive_minimum=True)),
     "early_stopping_patience": Option(
-        3, "epochs without a better weighted validation loss before stopping", Integer(0)
+        3,
+        "epochs without a better validation figure before stopping (a head, or the whole model: "
+        "see selection)",
+        Integer(0),
+    ),
+    "selection": Option(
+        "per_head",
+        "per_head: each head keeps the epoch of its best validation metric and stops training "
+        "(no gradient into the shared layers) patience epochs after it; joint: one epoch for "
+        "every head, by the weighted validation loss",
+        Choice(("per_head", "joint")),
+    ),
+    "loss_balancing": Option(
+        "static",
+        "how the heads' losses are summed: static (the loss weights), uncertainty (learned "
+        "variances, Kendall 2018), dwa (dynamic weight average), famo (Liu 2023)",
+        Choice(("static", "uncertainty", "dwa", "famo")),
     ),
     "mixed_precision": Option(False, "mixed_float16 on GPUs (heads stay float32)", BOOLEAN),
     "cache_in_memory": Option(

@@ -18,6 +18,17 @@ tf.config.set_logical_device_configuration(
     _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()]
 )
 
+
+@pytest.fixture(scope="session")
+def two_cpus():
+    """MirroredStrategy over the two logical CPUs: the process's one (see choose_strategy)."""
+    from trainer.train import choose_strategy
+
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    assert len(cpus) >= 2
+    return choose_strategy(cpus[:2])
+
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOVIES_FIXTURE_SPEC = os.path.join(REPO, "data", "movies", "fixture", "movies.yaml")
 MOVIES_FIXTURE_CSV = os.path.join(REPO, "data", "movies", "fixture", "movies.csv")

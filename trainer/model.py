@@ -3,13 +3,23 @@
 A named Input per transformed feature -> one tower per input (its modality's `tower`) ->
 missing-modality handling -> fusion (concatenate or gated) -> shared trunk -> one named head per
 output, each with its own loss, loss weight and metrics.
+
+Its training step (MultiHeadModel) combines the heads' losses by the spec's loss balancing
+(trainer/balancing.py) and leaves out every head that has stopped (trainer/selection.py): such a
+head has no term in the objective, so it sends no gradient into the shared layers, and its own
+layers are not updated. Validation and the reported `loss` / `<head>_loss` stay the spec's static
+weighted sum, whatever the balancing, so they compare across modes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import tensorflow as tf
 import tf_keras as keras
+from tf_keras.src.engine.compile_utils import match_dtype_and_rank
+from tf_keras.src.losses import LossFunctionWrapper
+from tf_keras.src.utils.losses_utils import scale_loss_for_distribution
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES, MODALITIES
@@ -68,7 +78,106 @@ def build_towers(spec: Spec, info: FeatureInfo):
     return inputs, towers
 
 
-def build_model(spec: Spec, info: FeatureInfo) -> keras.Model:
+class MultiHeadModel(keras.Model):
+    """The functional model with a training step of its own (see the module's doc); until
+    `configure` is called it trains as a plain Keras model would."""
+
+    balancer = None
+
+    def configure(self, spec: Spec, info: FeatureInfo, balancer) -> None:
+        """After compile, under the strategy's scope."""
+        losses = {}
+        for h in spec.outputs:
+            loss = HEAD_TYPES[h.type].keras_loss(h, info)
+            if not isinstance(loss, keras.losses.Loss):
+                loss = LossFunctionWrapper(loss, name=f"{h.name}_loss")
+            # As Keras' own loss container: reduced over the replica's batch, then scaled by
+            # the replica count (scale_loss_for_distribution).
+            loss._allow_sum_over_batch_size = True
+            losses[h.name] = loss
+        # Plain attributes, not tracked by Keras: none of this belongs in a checkpoint or export.
+        for name, value in (
+            ("balancer", balancer),
+            ("stopped", set()),
+            ("_loss_objects", losses),
+            ("head_variables", {h.name: head_variables(self, h.name) for h in spec.outputs}),
+        ):
+            object.__setattr__(self, name, value)
+
+    def head_losses(self, y, y_pred, w) -> dict:
+        """{head: its loss on the batch}, as Keras' compiled loss computes it (unweighted)."""
+        out = {}
+        for name, loss in self._loss_objects.items():
+            yt, yp, sw = match_dtype_and_rank(y[name], y_pred[name], w.get(name))
+            out[name] = loss(yt, yp, sample_weight=sw)
+        return out
+
+    def objective(self, y, y_pred, w):
+        """(the balanced loss of the heads still training, every head's loss)."""
+        losses = self.head_losses(y, y_pred, w)
+        active = {h: v for h, v in losses.items() if h not in self.stopped}
+        total = self.balancer.combine(active) if active else tf.constant(0.0)
+        if self.losses:
+            total += tf.add_n(self.losses)
+        return total, {h: losses[h] for h in active}
+
+    def training_variables(self) -> list:
+        frozen = {id(v) for h in self.stopped for v in self.head_variables[h]}
+        own = [v for v in self.trainable_variables if id(v) not in frozen]
+        return own + self.balancer.trainable_variables()
+
+    def train_step(self, data):
+        if self.balancer is None:
+            return super().train_step(data)
+        x, y, w = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            total, active = self.objective(y, y_pred, w)
+            scaled = scale_loss_for_distribution(total)
+        grads = self.optimizer.compute_gradients(scaled, self.training_variables(), tape)
+        self.optimizer.apply_gradients(grads + self.balancer.gradients())
+        self.balancer.after_step(self, x, y, w, active)
+        self.compiled_loss(y, y_pred, w, regularization_losses=self.losses)  # the logged losses
+        return self.compute_metrics(x, y, y_pred, w)
+
+    def stop_heads(self, weights: dict, retrace: bool = True) -> None:
+        """From the next step on, each head of `weights` ({head: a get_weights() of this model})
+        has no term in the objective and its own layers keep their values there. `retrace`:
+        trace the training step anew (not needed when training ends here)."""
+        index = {id(v): i for i, v in enumerate(self.weights)}
+        for head, values in weights.items():
+            for v in self.head_variables[head]:
+                v.assign(values[index[id(v)]])
+            self.stopped.add(head)
+        if retrace:
+            self.train_function = self.make_train_function(force=True)
+
+
+def head_variables(model: keras.Model, head: str) -> list:
+    """The variables of the layers only `head`'s output depends on (its hidden and output
+    layers): from its output back to the first layer another head's output also reads."""
+    shared = set()
+    for name, out in model.output.items():
+        if name != head:
+            shared |= {id(layer) for layer in _layers_behind(out)}
+    own = [layer for layer in _layers_behind(model.output[head]) if id(layer) not in shared]
+    return [v for layer in own for v in layer.trainable_weights]
+
+
+def _layers_behind(tensor) -> list:
+    seen, stack, out = set(), [tensor], []
+    while stack:
+        t = stack.pop()
+        layer, node_index, _ = t._keras_history
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        out.append(layer)
+        stack.extend(tf.nest.flatten(layer._inbound_nodes[node_index].keras_inputs))
+    return out
+
+
+def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras.Model:
     """The uncompiled model; outputs are a dict keyed by head name."""
     inputs, towers = build_towers(spec, info)
     if spec.model["fusion"] == "gated" and len(towers) > 1:
@@ -89,7 +198,7 @@ def build_model(spec: Spec, info: FeatureInfo) -> keras.Model:
                 head.hidden_units, activation="relu", name=f"{head.name}_hidden"
             )(h)
         outputs[head.name] = HEAD_TYPES[head.type].build_output(h, head, info)
-    return keras.Model(inputs=inputs, outputs=outputs, name=spec.name)
+    return MultiHeadModel(inputs=inputs, outputs=outputs, name=name or spec.name)
 
 
 def compile_model(model: keras.Model, spec: Spec, info: FeatureInfo) -> keras.Model:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ import tf_keras as keras
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
+from trainer.balancing import make_balancer
 from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model
+from trainer.selection import LogBalance, PerHeadSelection, selected
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +38,26 @@ leave_tf_keras_to_itself()  # before the first trace
 
 
 def choose_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
-    """MirroredStrategy over the given devices, else over every visible GPU; else the CPU."""
+    """MirroredStrategy over the given devices, else over every visible GPU; else the CPU.
+
+    One MirroredStrategy per device set and process: every new one numbers its collective
+    reductions from the same keys, and TensorFlow's runtime then pairs a new model's reduction
+    with an earlier one's (a shape mismatch abort as soon as two models of different sizes train
+    in one process, as in `mimo compare`)."""
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
-    if devices:
-        strategy = tf.distribute.MirroredStrategy(devices)
-    elif gpus:
-        strategy = tf.distribute.MirroredStrategy(gpus)
-    else:
-        strategy = tf.distribute.get_strategy()
+    chosen = devices or gpus
+    strategy = _mirrored(tuple(chosen)) if chosen else tf.distribute.get_strategy()
     log.warning(
         "Trainer: %s over %s",
         type(strategy).__name__,
-        devices or gpus or [d.name for d in tf.config.list_logical_devices("CPU")][:1],
+        chosen or [d.name for d in tf.config.list_logical_devices("CPU")][:1],
     )
     return strategy
+
+
+@functools.cache
+def _mirrored(devices: tuple) -> tf.distribute.MirroredStrategy:
+    return tf.distribute.MirroredStrategy(list(devices))
 
 
 @dataclass
@@ -69,9 +78,9 @@ def train(
     train_steps: int | None = None,
     eval_steps: int | None = None,
 ) -> TrainResult:
-    """Fits the spec's model on transformed examples, stopping early and keeping the best epoch
-    by the loss on `validation_files` (never the eval split: that one is the Evaluator's).
-    `train_steps` None: whole epochs."""
+    """Fits the spec's model on transformed examples, stopping early and selecting each head's
+    epoch (or one epoch for all, see trainer/selection.py) on `validation_files`, never on the
+    eval split: that one is the Evaluator's. `train_steps` None: whole epochs."""
     feature_spec = tft_output.transformed_feature_spec()
     train_labels = collect_labels(train_files, spec, feature_spec)
     info = FeatureInfo.from_transform_output(tft_output, train_labels, spec)
@@ -99,14 +108,22 @@ def train(
     )
     with strategy.scope():
         model = compile_model(build_model(spec, info), spec, info)
+        balancer = make_balancer(
+            spec.training["loss_balancing"],
+            {h.name: h.loss_weight for h in spec.outputs},
+            spec.training["learning_rate"],
+        )
+        model.configure(spec, info, balancer)
 
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss",
-        patience=spec.training["early_stopping_patience"],
-        restore_best_weights=True,
-        verbose=1,
-    )
-    callbacks = [stopper]
+    patience = spec.training["early_stopping_patience"]
+    callbacks = [LogBalance(spec, balancer)]
+    if spec.training["selection"] == "per_head":
+        selection = PerHeadSelection(spec, patience)
+    else:
+        selection = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=patience, restore_best_weights=True, verbose=1
+        )
+    callbacks.append(selection)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     history = model.fit(
@@ -118,18 +135,29 @@ def train(
         callbacks=callbacks,
         verbose=2,
     )
+    val_losses = history.history.get("val_loss", [])
+    if isinstance(selection, PerHeadSelection):
+        with strategy.scope():
+            served = selected(model, selection, spec, info, build_model)
+            if served is not model:
+                compile_model(served, spec, info)
+        model, best_epochs = served, selection.epochs()
+    else:
+        best = int(np.argmin(val_losses)) + 1 if val_losses else None
+        best_epochs = {h.name: best for h in spec.outputs}
     keras.mixed_precision.set_global_policy("float32")
 
     report = evaluate_with_baselines(
         model, spec, info, train_labels, validation_files, global_batch, eval_steps
     )
-    val_losses = history.history.get("val_loss", [])
     report.update(
         strategy=type(strategy).__name__,
         replicas=replicas,
         global_batch_size=global_batch,
+        selection=spec.training["selection"],
+        loss_balancing=spec.training["loss_balancing"],
         epochs_run=len(val_losses),
-        best_epoch=int(np.argmin(val_losses)) + 1 if val_losses else None,
+        best_epochs=best_epochs,
     )
     return TrainResult(model, info, history.history, report)
 

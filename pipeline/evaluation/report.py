@@ -76,9 +76,16 @@ def print_training_report(model_run_uri: str) -> None:
     report = load_training_report(model_run_uri)
     if report is None:
         return
+    epochs = sorted(set(report["best_epochs"].values()), key=str)
+    chosen = (
+        str(epochs[0])
+        if len(epochs) == 1
+        else ", ".join(f"{h} {e}" for h, e in report["best_epochs"].items())
+    )
     print(
-        f"\nValidation metrics ({report['examples']} validation examples; best of "
-        f"{report['epochs_run']} epochs: {report['best_epoch']}; {report['strategy']} x"
+        f"\nValidation metrics ({report['examples']} validation examples; {report['epochs_run']} "
+        f"epochs, served from epoch {chosen} ({report['selection']} selection, "
+        f"{report['loss_balancing']} loss balancing); {report['strategy']} x"
         f"{report['replicas']}, batch {report['global_batch_size']}):"
     )
     labelled = ", ".join(

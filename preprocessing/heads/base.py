@@ -51,12 +51,15 @@ class Metric:
 
 
 def keras_metric(cls_name: str, name: str, **kwargs) -> Callable[[Any, Any], Any]:
-    """A Metric's `keras` builder: tf_keras.metrics.<cls_name>(name=name, **kwargs)."""
+    """A Metric's `keras` builder: tf_keras.metrics.<cls_name>(name=name, **kwargs), in float32
+    whatever the precision policy: under mixed_float16 a metric's state would otherwise be an
+    AutoCastVariable, and reading a slice of it across replicas (AUC's PR interpolation) aborts
+    the epoch under MirroredStrategy (tests/trainer/test_selection.py)."""
 
     def build(head, info):
         import tf_keras as keras
 
-        return getattr(keras.metrics, cls_name)(name=name, **kwargs)
+        return getattr(keras.metrics, cls_name)(name=name, dtype="float32", **kwargs)
 
     return build
 

@@ -22,7 +22,7 @@ from preprocessing.registry import HEAD_TYPES
 def _accuracy(head, info):
     import tf_keras as keras
 
-    return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    return keras.metrics.SparseCategoricalAccuracy(name="accuracy", dtype="float32")
 
 
 def _top_k(head, info):
@@ -34,7 +34,7 @@ def _top_k(head, info):
             f"output '{head.name}': top_k_accuracy with k={k} over {classes} classes is always "
             f"1.0; set `k` below {classes} or drop the metric"
         )
-    return keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top_k_accuracy")
+    return keras.metrics.SparseTopKCategoricalAccuracy(k=k, name="top_k_accuracy", dtype="float32")
 
 
 def _majority_accuracy(y_train, y_eval):

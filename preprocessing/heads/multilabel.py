@@ -48,7 +48,7 @@ def _auc(head, info):
     import tf_keras as keras
 
     return keras.metrics.AUC(
-        multi_label=True, num_labels=MULTILABEL.depth(head.options), name="auc"
+        multi_label=True, num_labels=MULTILABEL.depth(head.options), name="auc", dtype="float32"
     )
 
 

@@ -166,13 +166,11 @@ def test_modality_dropout_at_one_takes_the_missing_path(movies):
     assert served.std() > 0  # at serving time the inputs count again
 
 
-def test_mirrored_strategy_on_two_logical_cpus(movies):
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    assert len(cpus) >= 2, "conftest splits the CPU into two logical devices"
+def test_mirrored_strategy_on_two_logical_cpus(movies, two_cpus):
     raw = movies.spec.to_dict()
     raw["training"].update(epochs=2, batch_size=16)
     spec = Spec.from_dict(raw)
-    strategy = tf.distribute.MirroredStrategy(cpus[:2])
+    strategy = two_cpus
     result = train(
         spec,
         movies.tft_output,

@@ -1,0 +1,209 @@
+"""Per-head model selection and stopping, and the loss-balancing modes, under MirroredStrategy on
+two logical CPUs, on real transformed fixture data (see conftest.movies_prepared)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+from pipeline.spec import Spec
+from trainer.balancing import BALANCERS, DynamicWeightAverage, Uncertainty, make_balancer
+from trainer.data import make_dataset
+from trainer.model import build_model, compile_model
+from trainer.selection import PerHeadSelection, selected
+from trainer.train import train
+
+
+@pytest.fixture
+def movies(movies_prepared):
+    return movies_prepared
+
+
+def with_training(spec, **training):
+    raw = spec.to_dict()
+    raw["training"].update(training)
+    return Spec.from_dict(raw)
+
+
+def test_the_spec_offers_every_balancing_mode_there_is():
+    from pipeline.spec import TRAINING_OPTIONS
+
+    assert set(TRAINING_OPTIONS["loss_balancing"].check.choices) == set(BALANCERS)
+
+
+class Scripted(tf_keras.callbacks.Callback):
+    """Replaces each epoch's validation figure of some heads by a scripted curve (the heads'
+    real figures on 50 validation rows are noise), so that which head stops when is known."""
+
+    def __init__(self, curves):
+        super().__init__()
+        self.curves = curves
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, curve in self.curves.items():
+            logs[key] = curve[epoch]
+
+
+class Weights(tf_keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.at = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.at.append(self.model.get_weights())
+
+
+def values(model, variables):
+    index = {id(v): i for i, v in enumerate(model.weights)}
+    return [index[id(v)] for v in variables]
+
+
+def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two_cpus):
+    spec = with_training(movies.spec, batch_size=16, early_stopping_patience=2)
+    strategy = two_cpus
+    train_ds = make_dataset(movies.train_files, spec, movies.info, 32, shuffle=True, seed=1)
+    valid_ds = make_dataset(movies.eval_files, spec, movies.info, 32)
+    tf_keras.utils.set_random_seed(1)
+    with strategy.scope():
+        model = compile_model(build_model(spec, movies.info), spec, movies.info)
+        model.configure(
+            spec, movies.info, make_balancer("static", {"meter": 1, "oscar": 1, "genre": 1})
+        )
+    # oscar peaks at epoch 2 and stops after epoch 4; meter and genre improve every epoch.
+    script = Scripted(
+        {
+            "val_oscar_auc": [0.6, 0.7, 0.65, 0.66, 0.9, 0.9],
+            "val_meter_mae": [30, 29, 28, 27, 26, 25],
+            "val_genre_auc": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9],
+        }
+    )
+    weights, selection = Weights(), PerHeadSelection(spec, patience=2)
+    model.fit(
+        train_ds,
+        validation_data=valid_ds,
+        epochs=6,
+        callbacks=[script, weights, selection],
+        verbose=0,
+    )
+
+    assert selection.epochs() == {"meter": 6, "oscar": 2, "genre": 6}
+    assert selection.stopped_at == {"oscar": 3}  # 0-based: after the 4th epoch
+    assert model.stopped == {"oscar"}
+    oscar = values(model, model.head_variables["oscar"])
+    assert len(oscar) == 2  # its output layer's kernel and bias; nothing shared
+    now = model.get_weights()
+    for i in oscar:  # back to epoch 2's values at the stop, then never updated
+        assert np.array_equal(now[i], weights.at[1][i])
+        assert not np.array_equal(weights.at[3][i], weights.at[1][i])  # it had moved on
+    trunk = values(model, model.get_layer("trunk_0").trainable_weights)
+    assert not np.array_equal(now[trunk[0]], weights.at[3][trunk[0]])  # the others trained on
+
+    # The objective has no term of the stopped head: its output gets no gradient, and the shared
+    # layers' gradient is the same whatever its labels say.
+    x, y, w = next(iter(make_dataset(movies.train_files, spec, movies.info, 32)))
+    flipped = dict(y, oscar=1.0 - y["oscar"])
+
+    def gradients(labels):
+        def step(x, labels, w):
+            with tf.GradientTape() as tape:
+                out = model(x, training=False)
+                total, active = model.objective(labels, out, w)
+            shared = model.get_layer("trunk_0").trainable_weights
+            return tape.gradient(total, [out["oscar"], out["meter"], *shared]), sorted(active)
+
+        per_replica, active = strategy.run(step, args=(x, labels, w))
+        return [strategy.experimental_local_results(g) for g in per_replica], active
+
+    (oscar_out, meter_out, *shared), active = gradients(y)
+    assert active == ["genre", "meter"]
+    assert all(g is None for g in oscar_out)
+    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in meter_out)
+    _, _, *shared_flipped = gradients(flipped)[0]
+    for a, b in zip(shared, shared_flipped, strict=True):
+        for ra, rb in zip(a, b, strict=True):
+            assert np.array_equal(ra.numpy(), rb.numpy())
+
+    # Served: oscar from epoch 2's network, meter and genre from epoch 6's.
+    with strategy.scope():
+        served = selected(model, selection, spec, movies.info, build_model)
+    assert len({layer.name for layer in served.layers if "epoch" in layer.name}) == 2
+    at = {}
+    for epoch in (2, 6):
+        alone = build_model(spec, movies.info)
+        alone.set_weights(weights.at[epoch - 1])
+        at[epoch] = alone(x, training=False)
+    out = served(x, training=False)
+    np.testing.assert_allclose(out["oscar"].numpy(), at[2]["oscar"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out["meter"].numpy(), at[6]["meter"].numpy(), rtol=1e-6)
+    assert not np.allclose(at[2]["oscar"].numpy(), at[6]["oscar"].numpy())
+
+
+@pytest.mark.parametrize("balancing", sorted(BALANCERS))
+def test_each_balancing_mode_trains_with_per_head_selection_on_two_replicas(
+    movies, balancing, two_cpus
+):
+    spec = with_training(
+        movies.spec, epochs=3, batch_size=16, loss_balancing=balancing, selection="per_head"
+    )
+    tf_keras.utils.set_random_seed(1)
+    result = train(
+        spec, movies.tft_output, movies.train_files, movies.eval_files, strategy=two_cpus
+    )
+    history = result.history
+    assert result.report["replicas"] == 2 and result.report["loss_balancing"] == balancing
+    assert set(result.report["best_epochs"]) == {"meter", "oscar", "genre"}
+    assert all(1 <= e <= 3 for e in result.report["best_epochs"].values())
+    for key in ("loss", "val_loss", "meter_loss", "oscar_loss", "genre_loss"):
+        assert np.all(np.isfinite(history[key])), key
+    balance = {h: np.array(history[f"{h}_balance"]) for h in ("meter", "oscar", "genre")}
+    static = {h.name: h.loss_weight for h in spec.outputs}
+    if balancing == "static":
+        assert all(np.all(balance[h] == static[h]) for h in balance)
+    else:  # the weights moved, and differ between heads
+        assert not np.allclose(
+            balance["meter"] / static["meter"], balance["genre"] / static["genre"]
+        )
+    if balancing == "famo":  # softmax weights (times the loss weights)
+        assert sum(balance[h][-1] / static[h] for h in balance) == pytest.approx(1.0, abs=1e-5)
+    for head in ("meter", "oscar", "genre"):
+        assert set(result.report["heads"][head]["metrics"]) >= {"loss"}
+
+
+def test_famo_under_mixed_precision(movies, two_cpus):
+    spec = with_training(movies.spec, epochs=1, batch_size=16, loss_balancing="famo")
+    tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        tf_keras.utils.set_random_seed(1)
+        with two_cpus.scope():
+            model = compile_model(build_model(spec, movies.info), spec, movies.info)
+            balancer = make_balancer("famo", {"meter": 1, "oscar": 1, "genre": 1})
+            model.configure(spec, movies.info, balancer)
+        assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
+        ds = make_dataset(movies.train_files, spec, movies.info, 32)
+        history = model.fit(ds, epochs=2, verbose=0).history
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
+    assert np.all(np.isfinite(history["loss"]))
+    assert not np.allclose(balancer.logits.numpy(), 0.0)  # the logits learnt
+
+
+def test_uncertainty_weighs_each_loss_by_its_learned_variance():
+    balancer = Uncertainty({"a": 1.0, "b": 2.0})
+    balancer.log_var["a"].assign(np.log(4.0))
+    total = balancer.combine({"a": tf.constant(8.0), "b": tf.constant(3.0)})
+    assert float(total) == pytest.approx(8.0 / 4 + np.log(4.0) + 2.0 * 3.0)
+    assert balancer.weights() == pytest.approx({"a": 0.25, "b": 2.0})
+
+
+def test_dwa_weighs_up_the_head_whose_loss_falls_slowest():
+    balancer = DynamicWeightAverage({"fast": 1.0, "slow": 1.0, "flat": 1.0})
+    prefix = lambda h: f"{h}_"  # noqa: E731
+    balancer.on_epoch_end({"fast_loss": 4.0, "slow_loss": 4.0, "flat_loss": 4.0}, prefix)
+    assert balancer.weights() == {"fast": 1.0, "slow": 1.0, "flat": 1.0}  # one epoch: no ratio
+    balancer.on_epoch_end({"fast_loss": 2.0, "slow_loss": 3.0, "flat_loss": 4.0}, prefix)
+    w = balancer.weights()
+    assert w["flat"] > w["slow"] > w["fast"]
+    assert sum(w.values()) == pytest.approx(3.0)
+    ratio = np.array([0.5, 0.75, 1.0])
+    expected = 3 * np.exp(ratio / 2) / np.exp(ratio / 2).sum()
+    assert [w["fast"], w["slow"], w["flat"]] == pytest.approx(expected.tolist())
