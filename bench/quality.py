@@ -205,6 +205,8 @@ def mechanisms_lines(results: dict) -> list[str]:
     from pipeline.spec import TRAINING_DEFAULTS
 
     default = f"{TRAINING_DEFAULTS['selection']}+{TRAINING_DEFAULTS['loss_balancing']}"
+    if not any("mechanisms" in r for r in results.values()):
+        return []
     lines = [
         "",
         "### Per-head selection and loss balancing (the multi-output model only; selection + "

@@ -305,6 +305,8 @@ class KubeflowRunner(Runner):
                 pipeline_root=args.pipeline_root,
                 params=parse_params(args.param or []),
                 namespace=args.namespace,
+                start_date=spec.schedule["start_date"],
+                catchup=spec.schedule["catchup"],
             )
         except ScheduleError as e:
             print(f"error: {e}", file=sys.stderr)

@@ -46,6 +46,8 @@ class RecurringRun:
     params: dict = field(default_factory=dict)  # run-time parameters (data_root, train_args)
     max_concurrency: int = 1
     namespace: str | None = None  # multi-user Kubeflow: the profile namespace
+    start_date: str | None = None  # the spec's schedule.start_date (a fixed past date)
+    catchup: bool = False  # the spec's schedule.catchup
 
 
 def create_recurring_run(run: RecurringRun):
@@ -59,8 +61,9 @@ def create_recurring_run(run: RecurringRun):
         experiment_id=experiment.experiment_id,
         job_name=run.name,
         cron_expression=cron,
+        start_time=f"{run.start_date}T00:00:00Z" if run.start_date else None,
         max_concurrency=run.max_concurrency,
-        no_catchup=True,
+        no_catchup=not run.catchup,
         params=run.params,
         pipeline_package_path=run.package,
         pipeline_root=run.pipeline_root or None,

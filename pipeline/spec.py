@@ -35,7 +35,6 @@ from preprocessing.options import (
     Date,
     Integer,
     IntegerList,
-    Nullable,
     Number,
     Option,
     resolve_options,
@@ -127,6 +126,18 @@ SPLITS = ("train", "validation", "eval")
 DEFAULT_SPLIT = {"train": 8, "validation": 1, "eval": 1}
 
 
+def future_start(start: str, today: datetime.date | None = None) -> str | None:
+    """Why a schedule's start date cannot be used (None: it can)."""
+    today = today or datetime.date.today()
+    if datetime.date.fromisoformat(start) <= today:
+        return None
+    return (
+        f"{start} is in the future (today is {today.isoformat()}): the scheduler would not run "
+        "the pipeline before then; give a past date (with catchup: false only the latest "
+        "interval runs)"
+    )
+
+
 def with_validation(buckets: dict) -> dict:
     """Hash buckets with a validation split: given, or carved from train as 1/9 of its buckets
     ({train: 4, eval: 1} -> {train: 32, validation: 4, eval: 9}: eval keeps its share)."""
@@ -211,11 +222,21 @@ MODEL_OPTIONS = {
         0.0, "in training, drop a whole input with this probability", Number(0, 1.0)
     ),
 }
-# When a scheduler (Airflow) runs the pipeline; environment variables override both.
+# When a scheduler (Airflow, a Kubeflow recurring run) runs the pipeline; the Airflow DAG's
+# environment variables override these. The start is a fixed date, never the day the DAG file is
+# parsed: a scheduler re-parses the file every 30 s or so, and a start that moves with it moves
+# the first run a day later at every parse (it never fires).
+DEFAULT_START_DATE = "2025-01-01"
 SCHEDULE_OPTIONS = {
     "cron": Option("0 3 * * *", "five-field cron or an Airflow preset such as @daily", Cron()),
     "start_date": Option(
-        None, "the first data interval; null: the day the DAG is parsed", Nullable(Date())
+        DEFAULT_START_DATE,
+        "the first data interval, a fixed past date (with catchup false only the latest "
+        "interval runs, so any past date will do); never the parse day",
+        Date(),
+    ),
+    "catchup": Option(
+        False, "run every interval missed since start_date (true) or only the latest", BOOLEAN
     ),
 }
 # Keys every head takes besides its type's own options.
@@ -434,12 +455,15 @@ class _Parser:
     def _schedule(self, raw) -> dict:
         out = self._section("schedule", raw, SCHEDULE_OPTIONS)
         start = out["start_date"]
-        if start is not None:
+        if Date().error(start) is None:  # else the section's check said why
             out["start_date"] = (
                 start.isoformat()[:10]
                 if isinstance(start, datetime.date)
                 else datetime.date.fromisoformat(str(start)).isoformat()
             )
+            problem = future_start(out["start_date"])
+            if problem:
+                self.error("schedule.start_date", problem)
         return out
 
     # -- data ------------------------------------------------------------------------------------

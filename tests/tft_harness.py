@@ -11,7 +11,7 @@ import apache_beam as beam
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
-from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
 from preprocessing.transform import preprocessing_fn
 
@@ -42,6 +42,8 @@ def run_transform(spec, instances, feature_spec, temp_dir=None):
                 lambda inputs: preprocessing_fn(inputs, custom_config)
             )
             _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+    # The raw data's metadata beside it, as TFX's Transform writes it (the export reads it).
+    metadata_io.write_metadata(metadata, f"{out_dir}/{tft.TFTransformOutput.RAW_METADATA_DIR}")
     tf_transform_output = tft.TFTransformOutput(out_dir)
     raw = tf.io.parse_example(
         tf.constant([serialize(i, feature_spec) for i in instances]), feature_spec

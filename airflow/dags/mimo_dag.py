@@ -7,14 +7,14 @@ Point Airflow's dags folder here (or link this file into it); the project and Ai
   MIMO_OUTPUT      artifacts, ML Metadata and the registry (default: <repo>/runs/airflow)
   MIMO_SCHEDULE    cron expression or Airflow preset (default: the spec's `schedule:`, else
                    '0 3 * * *', 03:00 daily)
-  MIMO_START_DATE  first data interval, ISO date (default: the spec's `start_date:`, else today)
+  MIMO_START_DATE  first data interval, a past ISO date (default: the spec's `start_date:`,
+                   a fixed date; never the day the file is parsed)
   MIMO_BEAM_ARGS   Beam arguments, space separated (default: the DirectRunner in one process;
                    see `mimo run --help` for distributed runners)
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import shlex
 
@@ -29,5 +29,4 @@ DAG = build_dag(
     schedule=os.environ.get("MIMO_SCHEDULE") or None,
     start_date=os.environ.get("MIMO_START_DATE") or None,
     beam_args=shlex.split(os.environ["MIMO_BEAM_ARGS"]) if "MIMO_BEAM_ARGS" in os.environ else None,
-    today=datetime.date.today(),
 )

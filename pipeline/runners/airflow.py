@@ -11,18 +11,28 @@ from __future__ import annotations
 import datetime
 import os
 import shlex
+import sys
 
 from pipeline.runners import Command, Runner, register
 from pipeline.runners.local import DEFAULT_BEAM_ARGS, local_pipeline
-from pipeline.spec import load_spec
+from pipeline.spec import future_start, load_spec
 
 
-def schedule_settings(spec, schedule: str | None, start_date: str | None, today: datetime.date):
-    """(cron, start datetime): the environment's values, else the spec's, else today."""
+def schedule_settings(spec, schedule: str | None = None, start_date: str | None = None):
+    """(cron, start datetime, catchup): the environment's values, else the spec's. The start is
+    always a fixed date (the spec's default is one), never the day the file is parsed."""
     cron = schedule or spec.schedule["cron"]
     start = start_date or spec.schedule["start_date"]
-    day = datetime.date.fromisoformat(start) if start else today
-    return cron, datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc)
+    try:
+        datetime.date.fromisoformat(start)
+    except ValueError:
+        raise ValueError(f"start date {start!r}: expected YYYY-MM-DD") from None
+    problem = future_start(start)
+    if problem:
+        raise ValueError(f"start date {problem}")
+    day = datetime.date.fromisoformat(start)
+    start = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.timezone.utc)
+    return cron, start, spec.schedule["catchup"]
 
 
 def build_dag(
@@ -31,7 +41,6 @@ def build_dag(
     schedule: str | None = None,
     start_date: str | None = None,
     beam_args: list[str] | None = None,
-    today: datetime.date | None = None,
 ):
     from tfx.orchestration.airflow.airflow_dag_runner import (
         AirflowDagRunner,
@@ -39,7 +48,7 @@ def build_dag(
     )
 
     spec = load_spec(spec_path)
-    cron, start = schedule_settings(spec, schedule, start_date, today or datetime.date.today())
+    cron, start, catchup = schedule_settings(spec, schedule, start_date)
     pipeline, _ = local_pipeline(
         spec, output_dir, beam_args=DEFAULT_BEAM_ARGS if beam_args is None else beam_args
     )
@@ -47,7 +56,7 @@ def build_dag(
         airflow_dag_config={
             "schedule": cron,
             "start_date": start,
-            "catchup": False,  # a missed day is not worth N back-to-back trainings
+            "catchup": catchup,  # default false: a missed day is not worth N trainings
             "max_active_runs": 1,  # runs share ML Metadata and the registry
             "tags": ["mimo", "tfx"],
             "doc_md": f"TFX pipeline `{spec.name}` from `{spec_path}` (mimo).",
@@ -99,6 +108,11 @@ class AirflowRunner(Runner):
         )
 
     def write(self, spec, args) -> int:
+        try:
+            cron, start, catchup = schedule_settings(spec, args.schedule, args.start_date)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         text = DAG_FILE.format(
             name=spec.name,
             spec_path=os.path.abspath(spec.source),
@@ -111,9 +125,11 @@ class AirflowRunner(Runner):
         os.makedirs(folder, exist_ok=True)
         with open(args.output, "w") as f:
             f.write(text)
-        cron, start = schedule_settings(spec, args.schedule, args.start_date, datetime.date.today())
         print(f"Wrote the Airflow DAG '{spec.name}' to {os.path.abspath(args.output)}")
-        print(f"  schedule: {cron}, from {start.date().isoformat()}")
+        print(
+            f"  schedule: {cron}, from {start.date().isoformat()}"
+            f"{' (catching up every missed interval)' if catchup else ''}"
+        )
         print(f"  runs, ML Metadata and the registry under {os.path.abspath(args.runs)}")
         return 0
 

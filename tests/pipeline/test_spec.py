@@ -184,6 +184,13 @@ def test_every_modality_is_discovered():
             "schedule.start_date",
             "YYYY-MM-DD",
         ),
+        (
+            lambda r: r.update(schedule={"start_date": "2999-01-01"}),
+            "schedule.start_date",
+            "2999-01-01 is in the future",
+        ),
+        (lambda r: r.update(schedule={"start_date": None}), "schedule.start_date", "YYYY-MM-DD"),
+        (lambda r: r.update(schedule={"catchup": "no"}), "schedule.catchup", "true or false"),
         (lambda r: r.update(schedule={"every": "day"}), "schedule.every", "unknown key"),
         (lambda r: r["data"].update(na_values="NA"), "data.na_values", "list of strings"),
         (
@@ -306,13 +313,15 @@ def test_hash_splits_always_have_a_validation_split(tmp_path, split, buckets):
 
 
 def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
+    # A fixed past start by default, never the parse day (see issue 18).
     assert load_spec(write_spec(tmp_path, raw_movies)).schedule == {
         "cron": "0 3 * * *",
-        "start_date": None,
+        "start_date": "2025-01-01",
+        "catchup": False,
     }
-    raw_movies["schedule"] = {"cron": "@hourly", "start_date": "2026-06-01"}
+    raw_movies["schedule"] = {"cron": "@hourly", "start_date": "2026-06-01", "catchup": True}
     spec = load_spec(write_spec(tmp_path, raw_movies))
-    assert spec.schedule == {"cron": "@hourly", "start_date": "2026-06-01"}
+    assert spec.schedule == {"cron": "@hourly", "start_date": "2026-06-01", "catchup": True}
     assert Spec.from_dict(spec.to_dict()).schedule == spec.schedule
     # YAML's own dates (unquoted) are read as dates too.
     path = tmp_path / "dated.yaml"
@@ -320,4 +329,8 @@ def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
         "schedule: null", "schedule: {cron: '30 4 * * 1-5', start_date: 2026-11-01}"
     )
     path.write_text(text)
-    assert load_spec(str(path)).schedule == {"cron": "30 4 * * 1-5", "start_date": "2026-11-01"}
+    assert load_spec(str(path)).schedule == {
+        "cron": "30 4 * * 1-5",
+        "start_date": "2026-11-01",
+        "catchup": False,
+    }

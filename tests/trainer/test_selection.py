@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
+from conftest import MOVIES_FIXTURE_CSV, read_csv_columns, tft_examples
+from tft_harness import serialize
 
 from pipeline.spec import Spec
 from trainer.balancing import BALANCERS, DynamicWeightAverage, Uncertainty, make_balancer
 from trainer.data import make_dataset
+from trainer.export import export, input_raw_spec
 from trainer.model import build_model, compile_model
 from trainer.selection import PerHeadSelection, selected
 from trainer.train import train
@@ -58,7 +61,7 @@ def values(model, variables):
     return [index[id(v)] for v in variables]
 
 
-def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two_cpus):
+def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two_cpus, tmp_path):
     spec = with_training(movies.spec, batch_size=16, early_stopping_patience=2)
     strategy = two_cpus
     train_ds = make_dataset(movies.train_files, spec, movies.info, 32, shuffle=True, seed=1)
@@ -137,54 +140,59 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
     np.testing.assert_allclose(out["meter"].numpy(), at[6]["meter"].numpy(), rtol=1e-6)
     assert not np.allclose(at[2]["oscar"].numpy(), at[6]["oscar"].numpy())
 
+    # Exported, the SavedModel serves raw examples with both epochs' networks.
+    export(served, movies.tft_output, spec, movies.info, str(tmp_path / "model"))
+    instances, feature_spec = tft_examples(*read_csv_columns(MOVIES_FIXTURE_CSV, 200))
+    examples = tf.constant([serialize(i, feature_spec) for i in instances[:8]])
+    loaded = tf.saved_model.load(str(tmp_path / "model"))
+    out = loaded.signatures["serving_default"](examples=examples)
+    transformed = movies.tft_output.transform_features_layer()(
+        tf.io.parse_example(examples, input_raw_spec(movies.tft_output, spec))
+    )
+    for epoch, heads in ((2, ["oscar"]), (6, ["meter", "genre"])):
+        alone = build_model(spec, movies.info)
+        alone.set_weights(weights.at[epoch - 1])
+        expected = alone({k: transformed[k] for k in alone.input}, training=False)
+        for head in heads:
+            np.testing.assert_allclose(
+                out[head].numpy(), expected[head].numpy(), rtol=1e-5, atol=1e-6
+            )
 
-@pytest.mark.parametrize("balancing", sorted(BALANCERS))
+
+@pytest.mark.parametrize("balancing", ["uncertainty", "dwa", "famo"])
 def test_each_balancing_mode_trains_with_per_head_selection_on_two_replicas(
     movies, balancing, two_cpus
 ):
+    """`static` trains in every other test. FAMO (the one with a step of its own) also under
+    mixed_float16: the Trainer sets that policy on GPUs only, here it is set by hand."""
     spec = with_training(
-        movies.spec, epochs=3, batch_size=16, loss_balancing=balancing, selection="per_head"
+        movies.spec, epochs=2, batch_size=16, loss_balancing=balancing, selection="per_head"
     )
     tf_keras.utils.set_random_seed(1)
-    result = train(
-        spec, movies.tft_output, movies.train_files, movies.eval_files, strategy=two_cpus
-    )
+    if balancing == "famo":
+        tf_keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        result = train(
+            spec, movies.tft_output, movies.train_files, movies.eval_files, strategy=two_cpus
+        )
+    finally:
+        tf_keras.mixed_precision.set_global_policy("float32")
     history = result.history
     assert result.report["replicas"] == 2 and result.report["loss_balancing"] == balancing
     assert set(result.report["best_epochs"]) == {"meter", "oscar", "genre"}
-    assert all(1 <= e <= 3 for e in result.report["best_epochs"].values())
+    assert all(1 <= e <= 2 for e in result.report["best_epochs"].values())
     for key in ("loss", "val_loss", "meter_loss", "oscar_loss", "genre_loss"):
         assert np.all(np.isfinite(history[key])), key
     balance = {h: np.array(history[f"{h}_balance"]) for h in ("meter", "oscar", "genre")}
     static = {h.name: h.loss_weight for h in spec.outputs}
-    if balancing == "static":
-        assert all(np.all(balance[h] == static[h]) for h in balance)
-    else:  # the weights moved, and differ between heads
-        assert not np.allclose(
-            balance["meter"] / static["meter"], balance["genre"] / static["genre"]
-        )
-    if balancing == "famo":  # softmax weights (times the loss weights)
+    # The weights moved away from the static ones, and differ between heads.
+    assert not np.allclose(balance["meter"] / static["meter"], balance["genre"] / static["genre"])
+    if balancing == "famo":  # softmax weights (times the loss weights), learnt in float16 steps
         assert sum(balance[h][-1] / static[h] for h in balance) == pytest.approx(1.0, abs=1e-5)
+        trunks = [x for x in result.model._flatten_layers() if x.name == "trunk_0"]
+        assert trunks and all(x.compute_dtype == "float16" for x in trunks)
     for head in ("meter", "oscar", "genre"):
-        assert set(result.report["heads"][head]["metrics"]) >= {"loss"}
-
-
-def test_famo_under_mixed_precision(movies, two_cpus):
-    spec = with_training(movies.spec, epochs=1, batch_size=16, loss_balancing="famo")
-    tf_keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        tf_keras.utils.set_random_seed(1)
-        with two_cpus.scope():
-            model = compile_model(build_model(spec, movies.info), spec, movies.info)
-            balancer = make_balancer("famo", {"meter": 1, "oscar": 1, "genre": 1})
-            model.configure(spec, movies.info, balancer)
-        assert isinstance(model.optimizer, tf_keras.mixed_precision.LossScaleOptimizer)
-        ds = make_dataset(movies.train_files, spec, movies.info, 32)
-        history = model.fit(ds, epochs=2, verbose=0).history
-    finally:
-        tf_keras.mixed_precision.set_global_policy("float32")
-    assert np.all(np.isfinite(history["loss"]))
-    assert not np.allclose(balancer.logits.numpy(), 0.0)  # the logits learnt
+        assert np.isfinite(result.report["heads"][head]["metrics"]["loss"])
 
 
 def test_uncertainty_weighs_each_loss_by_its_learned_variance():

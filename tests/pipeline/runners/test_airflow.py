@@ -118,6 +118,52 @@ def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, f
     assert result["start_date"].startswith("2026-06-01")
 
 
+NEXT_RUNS = """
+import datetime, json
+from unittest import mock
+from airflow.models import DagBag
+from airflow.utils import timezone
+bag = DagBag(dag_folder={dags!r}, include_examples=False)
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags[{name!r}]
+runs = {{}}
+for day in ("2026-11-24", "2026-11-25", "2026-11-26"):
+    now = timezone.parse(day + "T10:00:00+00:00")
+    with mock.patch("airflow.timetables.interval.utcnow", return_value=now):
+        info = dag.next_dagrun_info(None)
+    runs[day] = [info.data_interval.start.isoformat(), info.run_after.isoformat()]
+print("RESULT " + json.dumps({{"start_date": dag.start_date.isoformat(), "runs": runs}}))
+"""
+
+
+def test_the_daily_run_is_due_whatever_day_the_file_is_parsed(tmp_path, fixture_spec):
+    """No start date anywhere: the DAG starts on a fixed past date (not the parse day, which
+    moved the first 03:00 run a day later at every parse), and Airflow's own next-run computation
+    with the clock at 10:00 on three consecutive days schedules that day's 03:00 run at once."""
+    env = airflow_env(tmp_path, tmp_path / "out")
+    del env["MIMO_START_DATE"], env["MIMO_SCHEDULE"]
+    result = run_airflow(NEXT_RUNS.format(dags=DAGS, name=fixture_spec.name), env, timeout=600)
+    assert result["start_date"].startswith("2025-01-01")
+    assert result["runs"] == {
+        day: [f"{before}T03:00:00+00:00", f"{day}T03:00:00+00:00"]
+        for before, day in (
+            ("2026-11-23", "2026-11-24"),
+            ("2026-11-24", "2026-11-25"),
+            ("2026-11-25", "2026-11-26"),
+        )
+    }
+
+
+def test_compile_airflow_refuses_a_start_date_in_the_future(tmp_path, capsys):
+    from pipeline.cli import main
+
+    dag_file = tmp_path / "dags" / "fixture_dag.py"
+    args = ["compile", "airflow", "--spec", MOVIES_FIXTURE_SPEC, "--output", str(dag_file)]
+    assert main([*args, "--start-date", "2999-01-01"]) == 2
+    assert "2999-01-01 is in the future" in capsys.readouterr().err
+    assert not dag_file.exists()
+
+
 def test_a_dag_file_written_by_mimo_compile_airflow_loads(tmp_path, fixture_spec):
     from pipeline.cli import main
 
