@@ -113,7 +113,7 @@ class MultiHeadModel(keras.Model):
         return out
 
     def objective(self, y, y_pred, w):
-        """(the balanced loss of the heads still training, every head's loss)."""
+        """(the balanced loss of the heads still training, {head: loss} of those heads)."""
         losses = self.head_losses(y, y_pred, w)
         active = {h: v for h, v in losses.items() if h not in self.stopped}
         total = self.balancer.combine(active) if active else tf.constant(0.0)
