@@ -163,13 +163,16 @@ def per_head_epochs_lines(results: dict) -> list[str]:
 def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
     """The multi-output model under each (selection, balancing) of MECHANISMS but the default:
     per head its eval primary metric (mean, sd), training seconds and epochs; fitted, stopped
-    and scored as `compare` fits its multi-output model (trainer.compare.fit_and_score)."""
+    and scored as `compare` fits its multi-output model (trainer.compare.fit_network)."""
     from pipeline.spec import TRAINING_DEFAULTS, Spec
-    from trainer.compare import fit_and_score, primary_metric
+    from trainer.compare import fit_network, primary_metric
     from trainer.compare import mean_sd as stats
+    from trainer.data import collect_labels
 
     default = (TRAINING_DEFAULTS["selection"], TRAINING_DEFAULTS["loss_balancing"])
-    files, out = splits.files, {}
+    feature_spec = splits.tft_output.transformed_feature_spec()
+    labels = collect_labels(splits.files["train"], splits.spec, feature_spec)
+    out = {}
     for selection, balancing in MECHANISMS:
         if (selection, balancing) == default:
             continue
@@ -179,16 +182,9 @@ def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
         values, seconds, epochs = {h.name: [] for h in spec.outputs}, [], []
         for seed in seeds:
             log(f"mechanism {selection} + {balancing}: seed {seed}")
-            report, t, e = fit_and_score(
-                spec,
-                splits.tft_output,
-                files["train"],
-                files["validation"],
-                files["eval"],
-                seed,
-            )
+            metrics, t, e = fit_network(spec, splits, seed, labels)
             for h in spec.outputs:
-                values[h.name].append(report["heads"][h.name]["metrics"][primary_metric(h)[0]])
+                values[h.name].append(metrics[h.name][primary_metric(h)[0]])
             seconds.append(t)
             epochs.append(e)
         out[f"{selection}+{balancing}"] = {

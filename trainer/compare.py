@@ -71,8 +71,9 @@ def fit_and_score(
     return report, seconds, result.report["epochs_run"]
 
 
-def _fit_network(spec, splits: Splits, train_labels, seed: int) -> tuple[dict, float, int]:
-    """({head: {metric: value}} on eval, training seconds, epochs run)."""
+def fit_network(spec, splits: Splits, seed: int, train_labels=None) -> tuple[dict, float, int]:
+    """`spec`'s network fitted on `splits` (fit_and_score): ({head: {metric: value}} on eval,
+    training seconds, epochs run)."""
     files = splits.files
     report, seconds, epochs = fit_and_score(
         spec,
@@ -108,7 +109,7 @@ def compare(splits: Splits, seeds=(1,), log=print) -> dict:
     epochs = {"multi": [], "single": []}
     for seed in seeds:
         log(f"seed {seed}: the multi-output model")
-        metrics, t, e = _fit_network(spec, splits, train_labels, seed)
+        metrics, t, e = fit_network(spec, splits, seed, train_labels)
         runs["multi"].append(metrics)
         seconds["multi"].append(t)
         epochs["multi"].append(e)
@@ -116,7 +117,7 @@ def compare(splits: Splits, seeds=(1,), log=print) -> dict:
         for head in spec.outputs:
             log(f"seed {seed}: a single-head model for {head.name}")
             alone = dataclasses.replace(spec, outputs=(head,))
-            metrics, t, e = _fit_network(alone, splits, train_labels, seed)
+            metrics, t, e = fit_network(alone, splits, seed, train_labels)
             single[head.name] = metrics[head.name]
             single_epochs[head.name] = e
             total += t
