@@ -1,26 +1,39 @@
-"""Which blessed model a candidate is compared with: the latest one that speaks the same contract.
+"""The baseline a candidate is compared with: the model that is published now.
 
-The Evaluator reads more from a model than its predictions: labels, per-head label masks and
-slices through its `transform_features` signature. A model exported by older code lacks what the
-current EvalConfig asks for (e.g. `<head>_label_present`), and TFMA fails deep inside Beam on it.
-Every export records MODEL_CONTRACT in `assets.extra/`; the local and Airflow pipelines resolve the
-latest blessed model *with the current contract*, so after an upgrade the first run evaluates
-with no baseline (gated by values only, as a first run) instead of failing. Bump MODEL_CONTRACT
-whenever what the Evaluator reads from a model changes.
+`PublishedBaseline` is an ordinary container component (a parameter-only input, one Model
+output), so every orchestrator runs it, open-source Kubeflow Pipelines included, which cannot run
+TFX's `Resolver` (its backend implements no `resolver` executor). At the start of a run it reads
+what is published (the registry's newest complete version; with MLflow, the version its
+`champion` alias points at, which is what a rollback there moves) and copies that SavedModel into
+its output Model artifact (`<uri>/Format-Serving`, the Trainer's layout), next to
+`mimo_baseline.json` saying where it came from. When nothing is published (a first run), or the
+published model was exported under another model contract, the artifact holds only
+`mimo_baseline.json` with `found: false` and why, and the `Evaluator` below evaluates without a
+baseline (value thresholds only, TFX's own first-run behaviour).
+
+The model contract: the Evaluator reads more from a model than its predictions (labels, per-head
+label masks and slices through its `transform_features` signature); a model exported by older
+code lacks what the current EvalConfig asks for, and TFMA fails deep inside Beam on it. Every
+export records MODEL_CONTRACT in `assets.extra/`; bump it whenever what the Evaluator reads from a
+model changes.
 """
-
-from __future__ import annotations
 
 import json
 import os
 
 import tensorflow as tf
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
+from tfx.components.evaluator import component as tfx_evaluator
+from tfx.components.evaluator import executor as tfx_evaluator_executor
+from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
+from tfx.dsl.components.base import executor_spec
+from tfx.types import standard_artifacts, standard_component_specs
 
 MODEL_CONTRACT = 2  # 2: per-head label masks (`<head>_label_present`) in transform_features
 CONTRACT_FILE = os.path.join("assets.extra", "mimo_contract.json")
+BASELINE_FILE = "mimo_baseline.json"  # in the baseline Model artifact: what it is
+SERVING_DIR = "Format-Serving"  # TFX's serving-model folder inside a Model artifact
+MLFLOW_ALIAS = "champion"
 
 
 def write_contract(export_dir: str) -> None:
@@ -30,24 +43,139 @@ def write_contract(export_dir: str) -> None:
         json.dump({"contract": MODEL_CONTRACT}, f)
 
 
-def model_contract(model_uri: str) -> int | None:
-    """The contract a Model artifact's serving export records (None: older than contracts)."""
-    path = os.path.join(model_uri, "Format-Serving", CONTRACT_FILE)
+def saved_model_contract(saved_model_dir: str) -> int | None:
+    """The contract a SavedModel directory records (None: older than contracts)."""
+    path = os.path.join(saved_model_dir, CONTRACT_FILE)
     if not tf.io.gfile.exists(path):
         return None
     with tf.io.gfile.GFile(path) as f:
         return json.load(f).get("contract")
 
 
-class LatestCompatibleBlessedModelStrategy(LatestBlessedModelStrategy):
-    """TFX's LatestBlessedModelStrategy over the models whose export has MODEL_CONTRACT."""
+def model_contract(model_uri: str) -> int | None:
+    """The contract a Model artifact's serving export records."""
+    return saved_model_contract(os.path.join(model_uri, SERVING_DIR))
 
-    def _resolve(self, input_dict, model_channel_key, model_blessing_channel_key):
-        compatible = [
-            m for m in input_dict[model_channel_key] if model_contract(m.uri) == MODEL_CONTRACT
-        ]
-        return super()._resolve(
-            {**input_dict, model_channel_key: compatible},
-            model_channel_key,
-            model_blessing_channel_key,
+
+def _copy_tree(src: str, dst: str) -> None:
+    for folder, _, files in tf.io.gfile.walk(src):
+        target = os.path.join(dst, os.path.relpath(folder, src))
+        tf.io.gfile.makedirs(target)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), True)
+
+
+def published(registry: str, model_name: str, mlflow_tracking_uri: str, download_dir: str):
+    """(SavedModel directory, what it is) of the published model, or (None, why there is none)."""
+    if mlflow_tracking_uri:
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        mlflow.set_tracking_uri(mlflow_tracking_uri)
+        try:
+            version = mlflow.MlflowClient().get_model_version_by_alias(model_name, MLFLOW_ALIAS)
+        except MlflowException:
+            return None, f"no MLflow model {model_name}@{MLFLOW_ALIAS} at {mlflow_tracking_uri}"
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}@{MLFLOW_ALIAS}", dst_path=download_dir
         )
+        card_path = os.path.join(path, "model_card.json")
+        card = {}
+        if os.path.isfile(card_path):
+            with open(card_path) as f:
+                card = json.load(f)
+        return path, {
+            "source": f"mlflow {mlflow_tracking_uri} {model_name}@{MLFLOW_ALIAS}",
+            "mlflow_version": str(version.version),
+            "version": card.get("version"),
+        }
+    from components.registry import Registry
+
+    reg = Registry(registry)
+    version = reg.latest(model_name)
+    if version is None:
+        return None, f"nothing published as {model_name} in {reg.root}"
+    return reg.path(model_name, version), {
+        "source": f"registry {reg.root}",
+        "version": version,
+    }
+
+
+def resolve_baseline(
+    registry: str, model_name: str, mlflow_tracking_uri: str, output_uri: str
+) -> dict:
+    """Fills the baseline Model artifact at output_uri; returns what `mimo_baseline.json` says."""
+    tf.io.gfile.makedirs(output_uri)
+    path, found = published(
+        registry, model_name, mlflow_tracking_uri, os.path.join(output_uri, ".download")
+    )
+    if path is None:
+        record = {"found": False, "reason": found}
+    elif (contract := saved_model_contract(path)) != MODEL_CONTRACT:
+        record = dict(
+            found,
+            found=False,
+            reason=f"the published model ({found['source']}) has model contract {contract}, "
+            f"this code {MODEL_CONTRACT}: compared with nothing (gated by values only)",
+        )
+    else:
+        _copy_tree(path, os.path.join(output_uri, SERVING_DIR))
+        record = dict(found, found=True, saved_model=os.path.join(output_uri, SERVING_DIR))
+    if tf.io.gfile.exists(os.path.join(output_uri, ".download")):
+        tf.io.gfile.rmtree(os.path.join(output_uri, ".download"))
+    with tf.io.gfile.GFile(os.path.join(output_uri, BASELINE_FILE), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def baseline_record(model_uri: str) -> dict | None:
+    """What a baseline artifact holds (None: not a PublishedBaseline artifact)."""
+    path = os.path.join(model_uri, BASELINE_FILE)
+    if not model_uri or not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+@component
+def PublishedBaseline(  # noqa: N802 - a TFX component is named like a class
+    baseline: OutputArtifact[standard_artifacts.Model],
+    model_name: Parameter[str],
+    registry: Parameter[str] = "",
+    mlflow_tracking_uri: Parameter[str] = "",
+    run: Parameter[str] = "",
+) -> None:
+    del run  # only keeps the step out of the cache
+    record = resolve_baseline(registry, model_name, mlflow_tracking_uri, baseline.uri)
+    baseline.set_int_custom_property("published_version", record.get("version") or 0)
+    if not record["found"]:
+        print(f"[PublishedBaseline] no baseline: {record['reason']}")
+    else:
+        print(
+            f"[PublishedBaseline] baseline: {model_name} version {record['version']} "
+            f"({record['source']})"
+        )
+
+
+class EvaluatorExecutor(tfx_evaluator_executor.Executor):
+    """TFX's Evaluator executor, given the baseline only when PublishedBaseline found a model."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 - TFX's name
+        key = standard_component_specs.BASELINE_MODEL_KEY
+        kept = []
+        for model in input_dict.get(key) or []:
+            record = baseline_record(model.uri)
+            if record is not None and not record["found"]:
+                print(f"[Evaluator] no baseline: {record['reason']}")
+                continue
+            kept.append(model)
+        input_dict = {k: v for k, v in input_dict.items() if k != key}
+        if kept:
+            input_dict[key] = kept
+        super().Do(input_dict, output_dict, exec_properties)
+
+
+class Evaluator(tfx_evaluator.Evaluator):
+    """TFX's Evaluator, compared with what PublishedBaseline found (or with nothing)."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)

@@ -20,6 +20,7 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from components.baseline import baseline_record
 from components.registry import Registry
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
@@ -92,11 +93,9 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             _record(pushed_model, v, reg.path(parsed.name, v), already=True)
             print(f"[RegistryPusher] this model is already {parsed.name} version {v}")
             return
+    # The Evaluator records the baseline it was given: PublishedBaseline's copy of a version.
     baseline_uri = model_blessing.get_string_custom_property(constants.BASELINE_MODEL)
-    baseline_version = None
-    for v in reg.versions(parsed.name):
-        if reg.card(parsed.name, v).get("model_uri") == baseline_uri and baseline_uri:
-            baseline_version = v
+    baseline_version = (baseline_record(baseline_uri) or {}).get("version")  # registry version
     card = {
         "spec_fingerprint": parsed.fingerprint(),
         "code_fingerprint": code_fingerprint(),

@@ -12,15 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass
 
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 from tfx import version as tfx_version
 from tfx.dsl.components.base.base_component import BaseComponent
-from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
-    LatestBlessedModelStrategy,
-)
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.pipeline import Pipeline
@@ -35,6 +33,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The run-time parameters of the compiled pipeline.
 DATA_ROOT = "data_root"
 TRAIN_ARGS = "train_args"
+BASELINE_STEP = "PublishedBaseline"
+ENTRYPOINT = ("python", "-m", "kubeflow.entrypoint")
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
@@ -103,7 +103,6 @@ def kubeflow_pipeline(
         # Every scheduled run trains on the data it reads; KFP caches steps whose inputs did not
         # change (and never ExampleGen, see compile_kubeflow).
         retrain=False,
-        baseline_strategy=LatestBlessedModelStrategy,
         pipeline_name=kubeflow_name(spec.name),
         registry=registry or None,
         mlflow_tracking_uri=mlflow_tracking_uri,
@@ -112,10 +111,13 @@ def kubeflow_pipeline(
             name=TRAIN_ARGS, ptype=str, default=json.dumps({"num_steps": int(train_steps)})
         ),
     )
+    for component in pipeline.components:
+        if component.id == BASELINE_STEP:
+            # KFP's cache is off for this step (compile_kubeflow); without a per-compile id
+            # the compiled package is the same for the same spec and flags.
+            component.exec_properties["run"] = ""
     r = resources or Resources()
     for component in pipeline.components:
-        if not isinstance(component, BaseComponent):
-            continue  # the baseline resolver runs inside KFP's driver, not in a pod
         if component.id == "Trainer":
             config = _resource_spec(
                 r.trainer_cpu,
@@ -141,11 +143,36 @@ def runtime_parameter_defaults(pipeline: Pipeline) -> dict:
     return found
 
 
+def condition_on_inputs(condition: str, task: dict) -> str:
+    """A task's trigger condition over its own inputs.
+
+    TFX 1.16 writes a `Cond` on a channel the task also consumes as `inputs.artifacts['_<producer
+    step>.<output>']` (the channel's implicit key), but gives the task that channel only under its
+    own input name (the pusher's `model_blessing`), so the name in the condition is no input of
+    the task and KFP cannot evaluate it. Each such name becomes the task's input that is the same
+    producer's same output.
+    """
+    artifacts = task.get("inputs", {}).get("artifacts", {})
+
+    def input_key(match: re.Match) -> str:
+        producer, output = match.group(1), match.group(2)
+        for key, source in artifacts.items():
+            upstream = source.get("taskOutputArtifact", {})
+            if upstream == {"producerTask": producer, "outputArtifactKey": output}:
+                return f"inputs.artifacts['{key}']"
+        raise ValueError(f"the condition {condition!r} reads {producer}.{output}, no input")
+
+    return re.sub(r"inputs\.artifacts\['_([^'.]+)\.([^']+)'\]", input_key, condition)
+
+
 def compile_kubeflow(pipeline: Pipeline, output_file: str, image: str) -> dict:
     """Writes the KFP v2 pipeline spec (YAML, what the KFP UI and SDK upload) to output_file."""
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
             default_image=image,
+            # Every step starts in kubeflow/entrypoint.py, which adapts what the open-source
+            # backend hands a task and then runs TFX's own container entrypoint.
+            default_commands=list(ENTRYPOINT),
             use_pipeline_spec_2_1=True,  # KFP 2.x: schema 2.1.0
         ),
         output_dir=os.path.dirname(os.path.abspath(output_file)),
@@ -170,15 +197,42 @@ def compile_kubeflow(pipeline: Pipeline, output_file: str, image: str) -> dict:
             )
     # ExampleGen reads a directory whose files change between scheduled runs under the same
     # parameters: KFP's cache must not hand back last week's examples.
+    # Nor may the baseline step hand back the model that was published last week.
     for name, task in spec["root"]["dag"]["tasks"].items():
-        if name.endswith("ExampleGen"):
+        if name.endswith("ExampleGen") or name == BASELINE_STEP:
             task.pop("cachingOptions", None)
+    for task in spec["root"]["dag"]["tasks"].values():
+        if "condition" in task.get("triggerPolicy", {}):
+            policy = task["triggerPolicy"]
+            policy["condition"] = condition_on_inputs(policy["condition"], task)
     kubeflow_v2_dag_runner._write_pipeline_spec_to_file(  # noqa: SLF001 - TFX's own YAML writer
         job,
         f"{pipeline.pipeline_info.pipeline_name}: compiled by mimo (tfx {tfx_version.__version__})",
         os.path.abspath(output_file),
     )
     return spec
+
+
+def check_flags(args) -> None:
+    """What `mimo compile kubeflow` can tell is wrong before compiling; ValueError says what."""
+    if args.output.endswith(os.sep) or os.path.isdir(args.output):
+        raise ValueError(f"--output {args.output}: a folder; name the package file (pipeline.yaml)")
+    if not args.output.endswith((".yaml", ".yml", ".json")):
+        raise ValueError(f"--output {args.output}: the package is a .yaml (or .json) file")
+    # Every step runs in a pod: a path of this machine means nothing there.
+    for flag, value in (("--registry", args.registry), ("--data-root", args.data_root)):
+        if value and "://" not in value and not os.path.isabs(value):
+            raise ValueError(
+                f"{flag} {value}: a relative path; the steps run in pods, give an absolute "
+                "path inside the image or a volume mounted in the pods"
+            )
+    if args.train_steps < 0:
+        raise ValueError(f"--train-steps {args.train_steps}: must be 0 (whole epochs) or more")
+    if not args.image:
+        raise ValueError("--image: the pipeline image is required (kubeflow/Dockerfile)")
+    for flag in ("trainer_cpu", "trainer_memory", "beam_cpu", "beam_memory"):
+        if getattr(args, flag) <= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be > 0")
 
 
 class KubeflowRunner(Runner):
@@ -234,7 +288,8 @@ class KubeflowRunner(Runner):
 
         try:
             beam = beam_args(options_from_flags(args, image=args.image))
-        except BeamArgsError as e:
+            check_flags(args)
+        except (BeamArgsError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         resources = Resources(
@@ -254,8 +309,17 @@ class KubeflowRunner(Runner):
             registry=args.registry,
             mlflow_tracking_uri=args.mlflow_tracking_uri,
         )
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        compiled = compile_kubeflow(pipeline, args.output, image=args.image)
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            compiled = compile_kubeflow(pipeline, args.output, image=args.image)
+        except OSError as e:  # also TensorFlow's file errors (tf.errors.OpError is not one)
+            print(f"error: cannot write {args.output}: {e}", file=sys.stderr)
+            return 2
+        except Exception as e:
+            if type(e).__module__.startswith("tensorflow"):
+                print(f"error: cannot write {args.output}: {e}", file=sys.stderr)
+                return 2
+            raise
         params = compiled["root"]["inputDefinitions"]["parameters"]
         print(
             f"Compiled '{spec.name}' for Kubeflow Pipelines as pipeline "

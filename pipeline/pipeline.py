@@ -9,7 +9,6 @@ import json
 import uuid
 
 # TFX's modules themselves, not `tfx.v1`: its extensions import Google Cloud AI Platform (5 s).
-from tfx.components.evaluator.component import Evaluator
 from tfx.components.example_gen.import_example_gen.component import ImportExampleGen
 from tfx.components.example_validator.component import ExampleValidator
 from tfx.components.schema_gen.component import SchemaGen
@@ -17,15 +16,12 @@ from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGe
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
-from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import example_gen_pb2, trainer_pb2
-from tfx.types import standard_artifacts
-from tfx.types.channel import Channel
 
-from components.baseline import LatestCompatibleBlessedModelStrategy
+from components.baseline import Evaluator, PublishedBaseline
 from components.csv_example_gen import CsvExampleGen, CsvOptions
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
@@ -98,17 +94,17 @@ def create_pipeline(
     registry: str | None = None,
     mlflow_tracking_uri: str = "",
     data_root: str | RuntimeParameter | None = None,
-    baseline_strategy=LatestCompatibleBlessedModelStrategy,
     pipeline_name: str | None = None,
 ) -> Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
-    -> Trainer -> Evaluator (with the latest blessed model as baseline) -> RegistryPusher.
+    -> Trainer -> Evaluator (compared with the published model: PublishedBaseline)
+    -> RegistryPusher.
 
     Training settings come from the spec (`training:`); `train_steps` caps the training steps
     (spread over the spec's epochs) when given, otherwise every epoch reads the whole split.
     With `retrain` (the default) every run trains a new candidate model, while ExampleGen to
     Transform stay cached when their inputs are unchanged; `retrain=False` reuses a cached model.
-    Then the Evaluator (per head, per slice, gated; compared with the latest blessed model) and,
+    Then the Evaluator (per head, per slice, gated; compared with the published model) and,
     when a `registry` directory is given, the RegistryPusher, run only if the model is blessed
     (and also registering it in MLflow when `mlflow_tracking_uri` is set).
 
@@ -125,6 +121,7 @@ def create_pipeline(
     training_dict = {**spec_dict, "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]]}
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
+    run_id = uuid.uuid4().hex  # a parameter of the steps that must never come from the cache
     example_gen = _example_gen(spec, data_root)
     statistics_gen = StatisticsGen(examples=example_gen.outputs["examples"])
     if spec.data.schema:
@@ -166,24 +163,10 @@ def create_pipeline(
         custom_config={
             "spec": training_dict,
             "code": code_fingerprint(TRAINER_CODE),
-            **({"run": uuid.uuid4().hex} if retrain else {}),
+            **({"run": run_id} if retrain else {}),
         },
     )
 
-    # The latest blessed model exported with this code's model contract (components/baseline.py);
-    # Kubeflow's compiler knows only TFX's own strategy class.
-    baseline = Resolver(
-        strategy_class=baseline_strategy,
-        model=Channel(type=standard_artifacts.Model),
-        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
-    evaluator = Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=baseline.outputs["model"],
-        example_splits=["eval"],  # the split that chose nothing: honest gates
-        eval_config=build_eval_config(spec),
-    )
     components = [
         example_gen,
         statistics_gen,
@@ -192,9 +175,28 @@ def create_pipeline(
         data_gate,
         transform,
         trainer,
-        baseline,
-        evaluator,
     ]
+    # The model published now (not an MLMD query: no Resolver, which open-source Kubeflow
+    # cannot run); with no registry, the model is gated by values only. Never from the cache:
+    # what is published changes between runs with the same parameters (`run`; the Kubeflow
+    # compiler turns KFP's cache off for it).
+    baseline = None
+    if registry or mlflow_tracking_uri:
+        baseline = PublishedBaseline(
+            model_name=spec.name,
+            registry=registry or "",
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            run=run_id,
+        )
+        components.append(baseline)
+    evaluator = Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["baseline"] if baseline else None,
+        example_splits=["eval"],  # the split that chose nothing: honest gates
+        eval_config=build_eval_config(spec),
+    )
+    components.append(evaluator)
     if registry:
         blessed = evaluator.outputs["blessing"].future()[0].custom_property(constants.BLESSED) == 1
         with Cond(blessed):

@@ -100,3 +100,22 @@ def test_two_pushes_make_versions_1_and_2_and_move_the_alias(mlflow_server, tmp_
         assert run.data.params["registry_version"] == number
         files = {f.path for f in client.list_artifacts(run.info.run_id, "model")}
         assert "model/saved_model.pb" in files
+
+
+def test_the_champion_is_the_baseline_after_the_alias_moves_back(mlflow_server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from components.baseline import SERVING_DIR, resolve_baseline, write_contract
+
+    assert resolve_baseline("", "films", mlflow_server, str(tmp_path / "none"))["found"] is False
+    for number in (1, 2):
+        model = fake_saved_model(tmp_path / f"v{number}", payload=str(number).encode() * 10)
+        write_contract(model)
+        push_to_mlflow(mlflow_server, "films", model, card(number, 19.0))
+    MlflowClient(tracking_uri=mlflow_server).set_registered_model_alias("films", "champion", "1")
+    out = str(tmp_path / "baseline")
+    record = resolve_baseline("", "films", mlflow_server, out)
+    assert record["found"] is True and record["mlflow_version"] == "1"
+    with open(os.path.join(out, SERVING_DIR, "saved_model.pb"), "rb") as f:
+        assert f.read() == b"1" * 10
+    assert not os.path.exists(os.path.join(out, ".download"))

@@ -51,23 +51,24 @@ def test_kfp_loads_every_component_with_the_local_pipelines_dependencies(compile
     assert ir["schemaVersion"] == "2.1.0"
     tasks = ir["root"]["dag"]["tasks"]
     local = create_pipeline(spec, str(tmp_path), registry=str(tmp_path / "registry"))
-    # The resolver becomes two KFP tasks (latest blessing, then its model); every component
-    # is one task with the same upstream components as in the local pipeline.
-    resolver_tasks = {n for n in tasks if n.startswith("latest_blessed_model_resolver")}
-    assert len(resolver_tasks) == 2
+    # Every component is one task with the same upstream components as in the local pipeline;
+    # the baseline is a container step like any other (open-source KFP runs no `resolver`).
+    assert {node.id for node in local.components} == set(tasks)
     for node in local.components:
-        if node.id == "latest_blessed_model_resolver":
-            continue
-        assert node.id in tasks, node.id
-        want = {u.id for u in node.upstream_nodes}
-        got = set(tasks[node.id].get("dependentTasks", []))
-        if "latest_blessed_model_resolver" in want:
-            want.discard("latest_blessed_model_resolver")
-            assert got & resolver_tasks, node.id
-        assert got - resolver_tasks == want, node.id
-    # Pushed only when the Evaluator blessed the model.
+        assert set(tasks[node.id].get("dependentTasks", [])) == {u.id for u in node.upstream_nodes}
+    executors = ir["deploymentSpec"]["executors"]
+    assert all(set(e) <= {"container", "importer"} for e in executors.values()), executors.keys()
+    assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"] == {
+        "taskOutputArtifact": {"producerTask": "PublishedBaseline", "outputArtifactKey": "baseline"}
+    }
+    # Pushed only when the Evaluator blessed the model, a condition on the pusher's own input
+    # (TFX names an input the task does not have; compile_kubeflow renames it).
     condition = tasks["RegistryPusher"]["triggerPolicy"]["condition"]
-    assert "blessing" in condition and "blessed" in condition
+    assert (
+        condition == "(inputs.artifacts['model_blessing'].artifacts[0].metadata['blessed'] == 1.0)"
+    )
+    # What is published changes between runs with the same inputs: never from KFP's cache.
+    assert "cachingOptions" not in tasks["PublishedBaseline"]
 
 
 def test_trainer_asks_for_gpus_and_every_step_for_cpu_and_memory(compiled):
@@ -77,7 +78,7 @@ def test_trainer_asks_for_gpus_and_every_step_for_cpu_and_memory(compiled):
     assert trainer["accelerator"] == {"type": "NVIDIA_L4", "count": "2"}
     assert trainer["cpuRequest"] == 8 and trainer["memoryLimit"] == 32
     pods = [e["container"] for e in executors.values() if "container" in e]
-    assert len(pods) == 9  # every component but the resolver (which KFP's driver runs)
+    assert len(pods) == 10  # every component
     for container in pods:
         assert container["image"] == IMAGE
         assert container["resources"]["cpuRequest"] >= 1
@@ -168,11 +169,11 @@ def test_dockerfile_agrees_with_the_constraints_and_the_compiled_commands(compil
     venv = re.search(r"^ENV VIRTUAL_ENV=(\S+)$", text, re.M).group(1)
     assert re.search(rf"^ENV PATH={venv}/bin:\$PATH$", text, re.M)
     commands = {
-        e["container"]["command"][0]
+        tuple(e["container"]["command"])
         for e in ir["deploymentSpec"]["executors"].values()
         if "container" in e
     }
-    assert commands == {"python"}
+    assert commands == {("python", "-m", "kubeflow.entrypoint")}
 
 
 @pytest.mark.parametrize(
@@ -226,3 +227,28 @@ def test_compiled_package_carries_no_path_of_this_machine(compiled):
     _, _, ir = compiled
     assert REPO not in json.dumps(ir)
     assert f"{IMAGE_PROJECT_DIR}/data/movies/movies.csv" in json.dumps(ir)  # the spec, in-image
+
+
+def test_compile_creates_missing_folders_and_answers_bad_flags_in_one_line(tmp_path, capsys):
+    from pipeline.cli import main
+
+    base = ["compile", "kubeflow", "--spec", MOVIES_SPEC, "--beam-runner", "direct"]
+    out = tmp_path / "new" / "dir" / "pipeline.yaml"
+    assert main(base + ["--output", str(out), "--registry", "/mnt/models"]) == 0
+    assert out.is_file()
+    capsys.readouterr()
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    bad = [
+        (["--output", str(tmp_path), "--registry", "/m"], "a folder; name the package file"),
+        (["--output", str(tmp_path / "p.txt"), "--registry", "/m"], "is a .yaml"),
+        (["--output", str(blocked / "p.yaml"), "--registry", "/m"], "cannot write"),
+        (["--output", str(out), "--registry", "models"], "--registry models: a relative path"),
+        (["--output", str(out), "--registry", "/m", "--data-root", "d"], "--data-root d: a rel"),
+        (["--output", str(out), "--registry", "/m", "--train-steps", "-1"], "--train-steps -1"),
+        (["--output", str(out), "--registry", "/m", "--beam-memory", "0"], "--beam-memory 0"),
+    ]
+    for flags, message in bad:
+        assert main(base + flags) == 2, flags
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, (flags, err)
