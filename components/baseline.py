@@ -57,7 +57,7 @@ def model_contract(model_uri: str) -> int | None:
     return saved_model_contract(os.path.join(model_uri, SERVING_DIR))
 
 
-def _copy_tree(src: str, dst: str) -> None:
+def copy_tree(src: str, dst: str) -> None:
     for folder, _, files in tf.io.gfile.walk(src):
         target = os.path.join(dst, os.path.relpath(folder, src))
         tf.io.gfile.makedirs(target)
@@ -89,9 +89,9 @@ def published(registry: str, model_name: str, mlflow_tracking_uri: str, download
             "mlflow_version": str(version.version),
             "version": card.get("version"),
         }
-    from components.registry import Registry
+    from components.registry import open_registry
 
-    reg = Registry(registry)
+    reg = open_registry(registry)
     version = reg.latest(model_name)
     if version is None:
         return None, f"nothing published as {model_name} in {reg.root}"
@@ -119,7 +119,7 @@ def resolve_baseline(
             f"this code {MODEL_CONTRACT}: compared with nothing (gated by values only)",
         )
     else:
-        _copy_tree(path, os.path.join(output_uri, SERVING_DIR))
+        copy_tree(path, os.path.join(output_uri, SERVING_DIR))
         record = dict(found, found=True, saved_model=os.path.join(output_uri, SERVING_DIR))
     if tf.io.gfile.exists(os.path.join(output_uri, ".download")):
         tf.io.gfile.rmtree(os.path.join(output_uri, ".download"))

@@ -10,8 +10,10 @@ runs it only when the Evaluator blessed the model (`Cond`); it checks the blessi
 
 import json
 import os
+import tempfile
 import time
 
+import tensorflow as tf
 from tfx.dsl.component.experimental.annotations import (
     InputArtifact,
     OutputArtifact,
@@ -20,8 +22,8 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.baseline import baseline_record
-from components.registry import Registry
+from components.baseline import SERVING_DIR, baseline_record, copy_tree
+from components.registry import open_registry
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.version import code_fingerprint
@@ -55,12 +57,17 @@ def push_to_mlflow(
     return str(version.version)
 
 
+def _written_at(saved_model_dir: str) -> float:
+    """When the export was written (seconds since the epoch), on any filesystem TF reaches."""
+    return tf.io.gfile.stat(os.path.join(saved_model_dir, "saved_model.pb")).mtime_nsec / 1e9
+
+
 def _record(pushed_model, version: int, destination: str, already: bool = False) -> None:
     pushed_model.set_int_custom_property(constants.PUSHED, 0 if already else 1)
     pushed_model.set_int_custom_property(constants.PUSHED_VERSION, version)
     pushed_model.set_string_custom_property(constants.PUSHED_DESTINATION, destination)
-    os.makedirs(pushed_model.uri, exist_ok=True)
-    with open(os.path.join(pushed_model.uri, constants.PUSHED_FILE), "w") as f:
+    tf.io.gfile.makedirs(pushed_model.uri)  # a local path or an object store's URL
+    with tf.io.gfile.GFile(os.path.join(pushed_model.uri, constants.PUSHED_FILE), "w") as f:
         json.dump({"version": version, "destination": destination, "already_published": already}, f)
 
 
@@ -82,7 +89,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         pushed_model.set_int_custom_property(constants.PUSHED, 0)
         print("[RegistryPusher] the model is not blessed: nothing published")
         return
-    reg = Registry(registry)
+    reg = open_registry(registry)
     for d in reg.damaged(parsed.name):  # never compared with, never counted as published
         print(
             f"[RegistryPusher] warning: {d.path}: {d.reason}; ignored, not a version "
@@ -96,12 +103,13 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     # The Evaluator records the baseline it was given: PublishedBaseline's copy of a version.
     baseline_uri = model_blessing.get_string_custom_property(constants.BASELINE_MODEL)
     baseline_version = (baseline_record(baseline_uri) or {}).get("version")  # registry version
+    serving = os.path.join(model.uri, SERVING_DIR)
     card = {
         "spec_fingerprint": parsed.fingerprint(),
         "code_fingerprint": code_fingerprint(),
         "spec": parsed.to_dict(),
         "model_uri": model.uri,
-        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(model.uri))),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_written_at(serving))),
         "data": {
             "examples_uri": examples.uri,
             "span": examples.get_int_custom_property(constants.SPAN),
@@ -122,14 +130,19 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         ],
         "evaluation": EvaluationSummary.from_tfma(evaluation.uri).to_dict(),
     }
-    version = reg.publish(parsed.name, os.path.join(model.uri, "Format-Serving"), card)
+    version = reg.publish(parsed.name, serving, card)
     destination = reg.path(parsed.name, version)
     _record(pushed_model, version, destination)
     print(f"[RegistryPusher] published {parsed.name} version {version}: {destination}")
     if mlflow_tracking_uri:
-        mlflow_version = push_to_mlflow(
-            mlflow_tracking_uri, parsed.name, destination, reg.card(parsed.name, version)
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = destination  # MLflow logs files from a local folder
+            if "://" in destination:
+                local = os.path.join(tmp, "model")
+                copy_tree(destination, local)
+            mlflow_version = push_to_mlflow(
+                mlflow_tracking_uri, parsed.name, local, reg.card(parsed.name, version)
+            )
         pushed_model.set_string_custom_property(constants.MLFLOW_VERSION, mlflow_version)
         print(
             f"[RegistryPusher] registered in MLflow ({mlflow_tracking_uri}) as "

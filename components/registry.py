@@ -52,19 +52,36 @@ class Damaged:
 
 
 class Registry:
+    """A registry on a local or mounted POSIX filesystem (atomic rename, kernel locks)."""
+
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+
+    # -- the filesystem, as this registry reaches it (ObjectStoreRegistry: tf.io.gfile) --------
+    def _listdir(self, path: str) -> list[str]:
+        return os.listdir(path) if os.path.isdir(path) else []
+
+    def _isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def _isfile(self, path: str) -> bool:
+        return os.path.isfile(path)
+
+    def _read(self, path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def exists(self) -> bool:
+        return self._isdir(self.root)
 
     def model_dir(self, name: str) -> str:
         return os.path.join(self.root, name)
 
     def models(self) -> list[str]:
         """Every model with a version or a damaged folder."""
-        if not os.path.isdir(self.root):
-            return []
         return sorted(
             d
-            for d in os.listdir(self.root)
+            for d in self._listdir(self.root)
             if not d.startswith(".") and (self._numbered(d) or self.damaged(d))
         )
 
@@ -99,8 +116,7 @@ class Registry:
         return numbered + staging
 
     def _entries(self, name: str) -> list[str]:
-        folder = self.model_dir(name)
-        return os.listdir(folder) if os.path.isdir(folder) else []
+        return self._listdir(self.model_dir(name))
 
     def _numbered(self, name: str) -> list[str]:
         return [d for d in self._entries(name) if d.isdigit()]
@@ -108,15 +124,14 @@ class Registry:
     def _fault(self, name: str, entry: str) -> str | None:
         """Why `<model>/<entry>` is not a complete version (None: it is one)."""
         path = os.path.join(self.model_dir(name), entry)
-        if not os.path.isdir(path):
+        if not self._isdir(path):
             return "not a folder"
-        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        if not self._isfile(os.path.join(path, "saved_model.pb")):
             return "no saved_model.pb (an incomplete copy)"
-        try:
-            with open(os.path.join(path, CARD)) as f:
-                card = json.load(f)
-        except FileNotFoundError:
+        if not self._isfile(os.path.join(path, CARD)):
             return f"no {CARD}: not published by the registry (a hand copy or a crashed copy)"
+        try:
+            card = json.loads(self._read(os.path.join(path, CARD)))
         except (OSError, ValueError) as e:
             return f"{CARD} cannot be read ({e})"
         if not isinstance(card, dict) or card.get("version") != int(entry):
@@ -158,8 +173,7 @@ class Registry:
             raise RegistryError(
                 f"{name} has no version {version} in {self.root} (its versions: {known})"
             )
-        with open(os.path.join(self.path(name, version), CARD)) as f:
-            return json.load(f)
+        return json.loads(self._read(os.path.join(self.path(name, version), CARD)))
 
     def publish(self, name: str, saved_model_dir: str, card: dict, copy=shutil.copytree) -> int:
         """Copies the SavedModel and its card in as the next version; returns that version."""
@@ -225,3 +239,165 @@ class Registry:
 
 def _is_staging(d: Damaged) -> bool:
     return os.path.basename(d.path).startswith(STAGING_PREFIX)
+
+
+CLAIMS = ".claims"  # ObjectStoreRegistry: `<model>/.claims/<version>-<publish id>`
+STALE_SECONDS = 3600  # an object-store publish older than this that did not finish has died
+
+
+class ObjectStoreRegistry(Registry):
+    """The same registry on an object store (`gs://`, `s3://`, ...) through `tf.io.gfile`, for
+    pipelines whose pusher runs in a pod that mounts no shared volume (Kubeflow).
+
+    An object store has no atomic rename of a folder and no lock, so a publish goes:
+    1. copy the SavedModel into `<model>/.staging-<publish id>/` (invisible to TF Serving: not an
+       integer name);
+    2. claim the next number: write `<model>/.claims/<n>-<publish id>`, then list the claims of
+       `n`; if another publish claimed it too, both give `n` up (never used, like a damaged
+       version's number) and try `n+1` after a random pause. With the listing consistency of GCS
+       and S3 (a listing after a write shows it), at most one publish keeps any number;
+    3. copy the staging folder to `<model>/<n>/`: variables and assets first, `saved_model.pb`
+       after them, `model_card.json` last: the card is the completion marker;
+    4. delete the staging folder and the claim.
+
+    What readers see meanwhile: `mimo models list`, the pusher and PublishedBaseline ignore
+    `<n>/` until its card is there (as on a filesystem). TF Serving lists `<n>/` as soon as its
+    first object exists; until `saved_model.pb` lands, its load attempt fails and is retried
+    (`--max_num_load_retries`, one a minute by default) while it keeps serving the version it had;
+    once `saved_model.pb` is there the SavedModel is complete. So TF Serving never loads a partial
+    model, but it may log a failed attempt, and it may serve `<n>` a moment before the card is
+    written. A publish that dies after step 3 began leaves `<n>/` without a card: damaged, shown by
+    `damaged()` and moved aside by `gc()`, as on a filesystem. Without locks, unfinished staging
+    folders, claims and versions count as damaged (and are collected) only once they are older
+    than STALE_SECONDS.
+    """
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+
+    @staticmethod
+    def _gfile():
+        import tensorflow as tf
+
+        return tf.io.gfile
+
+    def _listdir(self, path: str) -> list[str]:
+        gfile = self._gfile()
+        return [d.rstrip("/") for d in gfile.listdir(path)] if gfile.isdir(path) else []
+
+    def _isdir(self, path: str) -> bool:
+        return self._gfile().isdir(path)
+
+    def _isfile(self, path: str) -> bool:
+        gfile = self._gfile()
+        return gfile.exists(path) and not gfile.isdir(path)
+
+    def _read(self, path: str) -> str:
+        with self._gfile().GFile(path) as f:
+            return f.read()
+
+    def _write(self, path: str, text: str) -> None:
+        with self._gfile().GFile(path, "w") as f:
+            f.write(text)
+
+    def _age(self, path: str) -> float:
+        """Seconds since the newest object under path was written."""
+        gfile = self._gfile()
+        times = [gfile.stat(path).mtime_nsec] if self._isfile(path) else []
+        for folder, _, files in gfile.walk(path) if self._isdir(path) else ():
+            times += [gfile.stat(os.path.join(folder, f)).mtime_nsec for f in files]
+        return time.time() - max(times, default=0) / 1e9
+
+    def _claims(self, name: str) -> list[str]:
+        return self._listdir(os.path.join(self.model_dir(name), CLAIMS))
+
+    def damaged(self, name: str) -> list[Damaged]:
+        """Integer folders that are not complete versions and unfinished publishes' staging
+        folders, once older than STALE_SECONDS (a younger one may be a publish at work)."""
+        return [d for d in self._faults(name) if self._age(d.path) > STALE_SECONDS]
+
+    def _highest_number(self, name: str) -> int:
+        claimed = [int(c.split("-", 1)[0]) for c in self._claims(name) if c.split("-")[0].isdigit()]
+        return max([super()._highest_number(name), *claimed])
+
+    def _copy(self, src: str, dst: str) -> None:
+        """src's files into dst: saved_model.pb after every other file, the card after it."""
+        gfile = self._gfile()
+        files = []
+        for folder, _, names in gfile.walk(src):
+            files += [os.path.relpath(os.path.join(folder, n), src) for n in names]
+        last = {"saved_model.pb": 1, CARD: 2}
+        for rel in sorted(files, key=lambda r: (last.get(r, 0), r)):
+            gfile.makedirs(os.path.dirname(os.path.join(dst, rel)))
+            gfile.copy(os.path.join(src, rel), os.path.join(dst, rel), overwrite=True)
+
+    def publish(self, name: str, saved_model_dir: str, card: dict, copy=None) -> int:
+        import random
+        import uuid
+
+        gfile = self._gfile()
+        if not self._isfile(os.path.join(saved_model_dir, "saved_model.pb")):
+            raise RegistryError(f"{saved_model_dir} holds no saved_model.pb")
+        folder = self.model_dir(name)
+        publish_id = uuid.uuid4().hex
+        staging = os.path.join(folder, f"{STAGING_PREFIX}{publish_id}")
+        claims = os.path.join(folder, CLAIMS)
+        version = None
+        try:
+            (copy or self._copy)(saved_model_dir, staging)
+            gfile.makedirs(claims)
+            for _ in range(50):
+                version = self._highest_number(name) + 1
+                mine = f"{version}-{publish_id}"
+                self._write(os.path.join(claims, mine), publish_id)
+                if [c for c in self._claims(name) if c.split("-")[0] == str(version)] == [mine]:
+                    break
+                time.sleep(random.uniform(0.05, 0.5))  # claimed twice: both try the next one
+            else:
+                version = None
+                raise RegistryError(f"no free version found for {name} in {self.root}")
+            card = dict(
+                card,
+                model_name=name,
+                version=version,
+                published_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
+            self._write(os.path.join(staging, CARD), json.dumps(card, indent=2, sort_keys=True))
+            self._copy(staging, self.path(name, version))
+        except Exception:
+            # A failure this process sees: take back what it wrote (a killed one cannot: see
+            # damaged() and gc()). The claim stays, so the number is never given again.
+            for path in (staging, self.path(name, version) if version else None):
+                if path and gfile.exists(path):
+                    gfile.rmtree(path)
+            raise
+        gfile.rmtree(staging)
+        gfile.remove(os.path.join(claims, mine))
+        return version
+
+    def gc(self, name: str) -> list[tuple[Damaged, str | None]]:
+        """As Registry.gc, for what is older than STALE_SECONDS; a damaged version is copied
+        aside and then deleted (an object store moves nothing), and stale claims are deleted."""
+        gfile = self._gfile()
+        done = []
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for d in self.damaged(name):
+            if _is_staging(d):
+                gfile.rmtree(d.path)
+                done.append((d, None))
+            else:
+                number = os.path.basename(d.path)
+                dst = os.path.join(self.model_dir(name), f"{DAMAGED_PREFIX}{number}-{stamp}")
+                self._copy(d.path, dst)
+                gfile.rmtree(d.path)
+                done.append((d, dst))
+        claims = os.path.join(self.model_dir(name), CLAIMS)
+        for c in self._claims(name):
+            if self._age(os.path.join(claims, c)) > STALE_SECONDS:
+                gfile.remove(os.path.join(claims, c))
+        return done
+
+
+def open_registry(root: str) -> Registry:
+    """The registry at root: on an object store (`gs://...`, any URL) or a filesystem path."""
+    return ObjectStoreRegistry(root) if "://" in root else Registry(root)

@@ -144,13 +144,18 @@ def run_example_gen_driver(executor_input: dict, inputs_spec: dict) -> None:
     driver._run_driver(message, spec)  # noqa: SLF001 - TFX's own driver, unchanged
 
 
-def remote_output(output_file: str) -> None:
-    """Maps the local mounts in the ExecutorOutput back to the URIs the launcher gave."""
+def remote_output(output_file: str, driver_output: dict) -> None:
+    """Maps the local mounts in the ExecutorOutput back to the URIs the launcher gave, and keeps
+    what a driver said about the outputs (ExampleGen: span, version, input fingerprint; the
+    driver's word wins): the launcher records only the last ExecutorOutput, which the executor
+    writes without them."""
     with open(output_file) as f:
         output = json.load(f)
-    for artifact_list in (output.get("artifacts") or {}).values():
+    for key, artifact_list in (output.get("artifacts") or {}).items():
+        driven = (driver_output.get("artifacts", {}).get(key, {}).get("artifacts") or [{}])[0]
         for artifact in artifact_list.get("artifacts", []):
             artifact["uri"] = to_remote(artifact.get("uri", ""))
+            artifact["metadata"] = {**artifact.get("metadata", {}), **driven.get("metadata", {})}
     with open(output_file, "w") as f:
         json.dump(output, f)
 
@@ -166,9 +171,12 @@ def main(argv: list[str]) -> None:
         _log(change)
     output_file = executor_input.get("outputs", {}).get("outputFile", "")
     executor_class = argv[_flag(argv, "--executor_class_path")]
+    driver_output = {}
     if output_file and not os.path.exists(output_file) and _is_example_gen(executor_class):
         _log("no ExampleGen driver output (the backend skips preCacheCheck): running TFX's driver")
         run_example_gen_driver(executor_input, inputs_spec)
+        with open(output_file) as f:
+            driver_output = json.load(f)
     argv = list(argv)
     argv[invocation] = json.dumps(executor_input)
     from absl import app
@@ -181,7 +189,7 @@ def main(argv: list[str]) -> None:
         if e.code not in (0, None):
             raise
     if output_file and os.path.exists(output_file):
-        remote_output(output_file)
+        remote_output(output_file, driver_output)
 
 
 if __name__ == "__main__":

@@ -267,7 +267,8 @@ class KubeflowRunner(Runner):
         comp.add_argument(
             "--registry",
             required=True,
-            help="registry directory the pusher writes: a volume mounted into the pods",
+            help="the registry the pusher writes and the baseline step reads: gs://BUCKET/models "
+            "(an object store, through tf.io.gfile) or the path of a volume mounted in the pods",
         )
         comp.add_argument("--mlflow-tracking-uri", default="", help="also register in MLflow")
         res = comp.add_argument_group("resources (Kubernetes requests = limits; memory in GB)")

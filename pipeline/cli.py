@@ -44,11 +44,11 @@ def _runner_command(command):
 
 
 def cmd_models(args) -> int:
-    from components.registry import Registry, RegistryError
+    from components.registry import RegistryError, open_registry
     from pipeline.evaluation.report import print_card, print_models
 
-    registry = Registry(args.registry)
-    if not os.path.isdir(registry.root):
+    registry = open_registry(args.registry)  # a folder, or gs://... as a Kubeflow pusher writes
+    if not registry.exists():
         print(
             f"error: no registry at {registry.root} (the folder does not exist); a run publishes "
             "into OUTPUT/registry unless given --registry",

@@ -252,3 +252,39 @@ def test_compile_creates_missing_folders_and_answers_bad_flags_in_one_line(tmp_p
         assert main(base + flags) == 2, flags
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (flags, err)
+
+
+def test_the_entrypoint_gives_untyped_inputs_their_declared_types_and_local_mounts(monkeypatch):
+    from kubeflow.entrypoint import adjust, to_local, to_remote
+
+    examples = {"instanceSchema": "title: tfx.Examples\ntype: object\n"}
+    spec = {"artifacts": {k: {"artifactType": examples} for k in ("a", "b", "c", "d")}}
+
+    def artifact(kind, **extra):
+        return {"artifacts": [dict({"uri": f"minio://mlpipeline/v2/x/{kind}"}, **extra)]}
+
+    executor_input = {
+        "inputs": {
+            "artifacts": {
+                "a": artifact("a", name="17", type={"instanceSchema": ""}),  # KFP 2.0-2.3
+                "b": artifact("b", name="18", type={"schemaTitle": "system.Artifact"}),
+                "c": artifact("c"),  # a pipeline-level input: no type, no name
+                "d": artifact("d", name="19", type={"schemaTitle": "tfx.Examples"}),
+            }
+        },
+        "outputs": {"artifacts": {"out": artifact("out", type=examples)}},
+    }
+    monkeypatch.setenv("MIMO_KFP_LOCAL_MOUNT", "/pod")
+    changes = adjust(executor_input, spec)
+    inputs = executor_input["inputs"]["artifacts"]
+    for key in "abc":
+        assert inputs[key]["artifacts"][0]["type"] == examples, key
+    assert inputs["d"]["artifacts"][0]["type"] == {"schemaTitle": "tfx.Examples"}  # kept
+    assert [inputs[k]["artifacts"][0]["name"] for k in "abd"] == ["17", "18", "19"]
+    assert inputs["c"]["artifacts"][0]["name"].startswith("artifacts/")
+    out = executor_input["outputs"]["artifacts"]["out"]["artifacts"][0]
+    assert out["uri"] == "/pod/minio/mlpipeline/v2/x/out" and "name" not in out
+    assert to_remote(out["uri"]) == "minio://mlpipeline/v2/x/out"
+    assert to_local("gs://b/p") == "gs://b/p"  # TensorFlow writes gs:// itself
+    assert to_local("s3://b/p") == "/pod/s3/b/p"
+    assert len([c for c in changes if "type" in c]) == 3
