@@ -11,11 +11,7 @@ published model was exported under another model contract, the artifact holds on
 `mimo_baseline.json` with `found: false` and why, and the `Evaluator` below evaluates without a
 baseline (value thresholds only, TFX's own first-run behaviour).
 
-The model contract: the Evaluator reads more from a model than its predictions (labels, per-head
-label masks and slices through its `transform_features` signature); a model exported by older
-code lacks what the current EvalConfig asks for, and TFMA fails deep inside Beam on it. Every
-export records MODEL_CONTRACT in `assets.extra/`; bump it whenever what the Evaluator reads from a
-model changes.
+A model exported under another model contract (components/contract.py) is not compared with.
 """
 
 import json
@@ -29,32 +25,12 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
 
-MODEL_CONTRACT = 2  # 2: per-head label masks (`<head>_label_present`) in transform_features
-CONTRACT_FILE = os.path.join("assets.extra", "mimo_contract.json")
+from components.contract import MODEL_CONTRACT, SERVING_DIR, saved_model_contract
+from pipeline import constants
+from pipeline.mounts import to_remote
+
 BASELINE_FILE = "mimo_baseline.json"  # in the baseline Model artifact: what it is
-SERVING_DIR = "Format-Serving"  # TFX's serving-model folder inside a Model artifact
 MLFLOW_ALIAS = "champion"
-
-
-def write_contract(export_dir: str) -> None:
-    path = os.path.join(export_dir, CONTRACT_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"contract": MODEL_CONTRACT}, f)
-
-
-def saved_model_contract(saved_model_dir: str) -> int | None:
-    """The contract a SavedModel directory records (None: older than contracts)."""
-    path = os.path.join(saved_model_dir, CONTRACT_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f).get("contract")
-
-
-def model_contract(model_uri: str) -> int | None:
-    """The contract a Model artifact's serving export records."""
-    return saved_model_contract(os.path.join(model_uri, SERVING_DIR))
 
 
 def copy_tree(src: str, dst: str) -> None:
@@ -120,7 +96,9 @@ def resolve_baseline(
         )
     else:
         copy_tree(path, os.path.join(output_uri, SERVING_DIR))
-        record = dict(found, found=True, saved_model=os.path.join(output_uri, SERVING_DIR))
+        record = dict(
+            found, found=True, saved_model=to_remote(os.path.join(output_uri, SERVING_DIR))
+        )
     if tf.io.gfile.exists(os.path.join(output_uri, ".download")):
         tf.io.gfile.rmtree(os.path.join(output_uri, ".download"))
     with tf.io.gfile.GFile(os.path.join(output_uri, BASELINE_FILE), "w") as f:
@@ -173,6 +151,10 @@ class EvaluatorExecutor(tfx_evaluator_executor.Executor):
         if kept:
             input_dict[key] = kept
         super().Do(input_dict, output_dict, exec_properties)
+        version = (baseline_record(kept[0].uri) or {}).get("version") if kept else None
+        blessings = output_dict.get(standard_component_specs.BLESSING_KEY) or []
+        if isinstance(version, int) and blessings:  # for steps that cannot read the baseline
+            blessings[0].set_int_custom_property(constants.BASELINE_VERSION, version)
 
 
 class Evaluator(tfx_evaluator.Evaluator):

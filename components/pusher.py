@@ -22,10 +22,12 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.baseline import SERVING_DIR, baseline_record, copy_tree
+from components.baseline import copy_tree
+from components.contract import SERVING_DIR
 from components.registry import open_registry
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
+from pipeline.mounts import to_remote
 from pipeline.version import code_fingerprint
 
 
@@ -96,22 +98,25 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             f"(`mimo models gc {parsed.name}` moves it aside)"
         )
     for v in reg.versions(parsed.name):  # a cached re-run must not publish the model twice
-        if reg.card(parsed.name, v).get("model_uri") == model.uri:
+        if reg.card(parsed.name, v).get("model_uri") == to_remote(model.uri):
             _record(pushed_model, v, reg.path(parsed.name, v), already=True)
             print(f"[RegistryPusher] this model is already {parsed.name} version {v}")
             return
-    # The Evaluator records the baseline it was given: PublishedBaseline's copy of a version.
+    # The Evaluator records the baseline it was given (PublishedBaseline's copy of a version)
+    # and that version: this step may not see the baseline artifact (a Kubeflow pod).
     baseline_uri = model_blessing.get_string_custom_property(constants.BASELINE_MODEL)
-    baseline_version = (baseline_record(baseline_uri) or {}).get("version")  # registry version
+    baseline_version = None
+    if model_blessing.has_custom_property(constants.BASELINE_VERSION):
+        baseline_version = model_blessing.get_int_custom_property(constants.BASELINE_VERSION)
     serving = os.path.join(model.uri, SERVING_DIR)
     card = {
         "spec_fingerprint": parsed.fingerprint(),
         "code_fingerprint": code_fingerprint(),
         "spec": parsed.to_dict(),
-        "model_uri": model.uri,
+        "model_uri": to_remote(model.uri),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_written_at(serving))),
         "data": {
-            "examples_uri": examples.uri,
+            "examples_uri": to_remote(examples.uri),
             "span": examples.get_int_custom_property(constants.SPAN),
             "version": examples.get_int_custom_property(constants.VERSION),
             "input_fingerprint": examples.get_string_custom_property(constants.INPUT_FINGERPRINT),

@@ -25,8 +25,8 @@ then runs TFX's own entrypoint on it, unchanged:
    fingerprint, the resolved input patterns) is not there, it is computed here with TFX's own
    driver code before the executor runs, as Vertex would have.
 
-Every adjustment is logged. `MIMO_KFP_LOCAL_MOUNT` moves the local mounts under another folder
-(the launcher-contract test uses it; in a pod it is unset and the mounts are `/minio/`, `/s3/`).
+Every adjustment is logged. The mounts are pipeline/mounts.py's (steps that record an artifact's
+URI for other steps map it back with the same module).
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ import sys
 
 import yaml
 
-LOCAL_MOUNTS = {"minio://": "minio/", "s3://": "s3/"}
+from pipeline.mounts import to_local, to_remote
+
 TFX_RUN_EXECUTOR = "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"
 
 
@@ -52,25 +53,6 @@ def _flag(argv: list[str], name: str) -> int | None:
         if arg == name:
             return i + 1
     return None
-
-
-def local_mount() -> str:
-    return os.environ.get("MIMO_KFP_LOCAL_MOUNT", "/")
-
-
-def to_local(uri: str) -> str:
-    for remote, folder in LOCAL_MOUNTS.items():
-        if uri.startswith(remote):
-            return os.path.join(local_mount(), folder, uri[len(remote) :])
-    return uri
-
-
-def to_remote(path: str) -> str:
-    for remote, folder in LOCAL_MOUNTS.items():
-        prefix = os.path.join(local_mount(), folder)
-        if path.startswith(prefix):
-            return remote + path[len(prefix) :]
-    return path
 
 
 def _title(artifact_type: dict) -> str:
@@ -145,7 +127,8 @@ def run_example_gen_driver(executor_input: dict, inputs_spec: dict) -> None:
 
 
 def remote_output(output_file: str, driver_output: dict) -> None:
-    """Maps the local mounts in the ExecutorOutput back to the URIs the launcher gave, and keeps
+    """Maps the local mounts in the ExecutorOutput (artifacts' URIs and paths in their metadata)
+    back to the URIs the launcher gave, and keeps
     what a driver said about the outputs (ExampleGen: span, version, input fingerprint; the
     driver's word wins): the launcher records only the last ExecutorOutput, which the executor
     writes without them."""
@@ -155,7 +138,11 @@ def remote_output(output_file: str, driver_output: dict) -> None:
         driven = (driver_output.get("artifacts", {}).get(key, {}).get("artifacts") or [{}])[0]
         for artifact in artifact_list.get("artifacts", []):
             artifact["uri"] = to_remote(artifact.get("uri", ""))
-            artifact["metadata"] = {**artifact.get("metadata", {}), **driven.get("metadata", {})}
+            metadata = {**artifact.get("metadata", {}), **driven.get("metadata", {})}
+            # URIs a step records about other artifacts (the blessing's baseline and candidate)
+            artifact["metadata"] = {
+                k: to_remote(v) if isinstance(v, str) else v for k, v in metadata.items()
+            }
     with open(output_file, "w") as f:
         json.dump(output, f)
 

@@ -4,6 +4,8 @@
 # ModelBlessing (set by TFX's Evaluator)
 BLESSED = "blessed"  # 1 when every gate passed
 BASELINE_MODEL = "baseline_model"  # the URI of the model the candidate was compared with
+# ModelBlessing (set by our Evaluator executor, components/baseline.py)
+BASELINE_VERSION = "baseline_version"  # the registry version of that model
 
 # PushedModel (set by the RegistryPusher)
 PUSHED = "pushed"  # 1 when this run published a new version

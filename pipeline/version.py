@@ -29,7 +29,7 @@ TRANSFORM_CODE = (
 TRAINER_CODE = (
     *TRANSFORM_CODE,
     "components/__init__.py",
-    "components/baseline.py",
+    "components/contract.py",
     "trainer",
 )
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 
-from components.baseline import write_contract
+from components.contract import write_contract
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
 from trainer.data import input_feature_names

@@ -5,14 +5,8 @@ import os
 
 from helpers import fake_saved_model
 
-from components.baseline import (
-    CONTRACT_FILE,
-    SERVING_DIR,
-    baseline_record,
-    model_contract,
-    resolve_baseline,
-    write_contract,
-)
+from components.baseline import baseline_record, resolve_baseline
+from components.contract import CONTRACT_FILE, SERVING_DIR, model_contract, write_contract
 from components.registry import Registry
 
 

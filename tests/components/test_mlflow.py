@@ -105,7 +105,8 @@ def test_two_pushes_make_versions_1_and_2_and_move_the_alias(mlflow_server, tmp_
 def test_the_champion_is_the_baseline_after_the_alias_moves_back(mlflow_server, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from components.baseline import SERVING_DIR, resolve_baseline, write_contract
+    from components.baseline import resolve_baseline
+    from components.contract import SERVING_DIR, write_contract
 
     assert resolve_baseline("", "films", mlflow_server, str(tmp_path / "none"))["found"] is False
     for number in (1, 2):

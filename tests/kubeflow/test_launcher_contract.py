@@ -71,5 +71,9 @@ def test_two_kfp_runs_push_version_1_then_version_2_compared_with_it(tmp_path):
     card = reg.card(spec.name, 2)
     assert card["baseline"]["version"] == 1  # compared with what was published
     assert card["model_uri"] == second["Trainer"].outputs["model"]["uri"]
+    # What the steps record about other artifacts names their URIs, not a pod's local paths.
+    assert card["data"]["examples_uri"] == second["CsvExampleGen"].outputs["examples"]["uri"]
+    assert card["data"]["input_fingerprint"] == examples["input_fingerprint"]
     blessing = second["Evaluator"].outputs["blessing"]["metadata"]
+    assert blessing["baseline_version"] == 1
     assert blessing["baseline_model"] == second["PublishedBaseline"].outputs["baseline"]["uri"]
