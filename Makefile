@@ -26,7 +26,7 @@ test-fast: lint
 
 # A full Airflow run (dag.test()) of the fixture pipeline; `make test` only loads the DAG.
 test-airflow: $(STAMP)
-	$(PY) -m pytest -m airflow_run tests/test_airflow.py $(PYTEST_ARGS)
+	$(PY) -m pytest -m airflow_run tests/pipeline/runners/test_airflow.py $(PYTEST_ARGS)
 
 # Benchmarks (bench/run.py): JSON, a markdown summary and plots under bench/results/.
 # BENCH_SCALES=0.02,0.1,1,10,100 adds the 100x data (hours); BENCH_ARGS='--skip penguin,beam' etc.

@@ -238,6 +238,10 @@ SCHEDULE_OPTIONS = {
     "catchup": Option(
         False, "run every interval missed since start_date (true) or only the latest", BOOLEAN
     ),
+    "retries": Option(
+        2, "times a failed step is tried again in the same run (Airflow task retries)", Integer(0)
+    ),
+    "retry_delay_minutes": Option(5, "wait before each retry", Number(0)),
 }
 # Keys every head takes besides its type's own options.
 HEAD_OPTIONS = {

@@ -1,7 +1,9 @@
-"""The pipeline as a scheduled Airflow DAG, built by TFX's AirflowDagRunner.
+"""The pipeline as a scheduled Airflow DAG: one task per step, each run by TFX's launcher.
 
 Point Airflow's dags folder here (or link this file into it); the project and Airflow share
-.venv (`make setup`). Configured by environment variables, read when Airflow parses the file:
+.venv (`make setup`). Parsing it imports no TensorFlow or TFX: the steps come from a plan made
+once per spec, settings and code version (under MIMO_OUTPUT/airflow/plans/, by a subprocess).
+Configured by environment variables, read when Airflow parses the file:
 
   MIMO_SPEC        the dataset spec (default: the bundled movies spec)
   MIMO_OUTPUT      artifacts, ML Metadata and the registry (default: <repo>/runs/airflow)
@@ -18,8 +20,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1 before TensorFlow)
-from pipeline.runners.airflow import build_dag
+from pipeline.runners.airflow_dag import build_dag
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,19 +1,24 @@
-"""The Airflow runner: the same create_pipeline, turned into a DAG by TFX's AirflowDagRunner.
+"""The Airflow runner: the same create_pipeline, one Airflow task per step.
 
-A DAG file calls build_dag() when Airflow parses it: the bundled airflow/dags/mimo_dag.py (set
-by environment variables), or one written for a spec by `mimo compile airflow`. Each component
-is one Airflow task (run in-process by TFX's component launcher), with ML Metadata in SQLite
-under the output directory as for the local runner, and the registry next to it.
+A DAG file builds its DAG from a plan (pipeline/runners/airflow_dag.py, which imports nothing
+heavy): the bundled airflow/dags/mimo_dag.py (set by environment variables; its plan is made by
+`python -m pipeline.runners.airflow --plan`) or one written for a spec by `mimo compile airflow`
+(the plan inside the file). Each task launches its step with TFX's component launcher made
+retry-safe (`launch_step`), with ML Metadata in SQLite under the output directory as for the
+local runner, and the registry next to it.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import pprint
 import shlex
 import sys
 
 from pipeline.runners import Command, Runner, register
+from pipeline.runners.airflow_dag import PLAN_FORMAT
 from pipeline.runners.local import DEFAULT_BEAM_ARGS, local_pipeline
 from pipeline.spec import future_start, load_spec
 
@@ -35,58 +40,111 @@ def schedule_settings(spec, schedule: str | None = None, start_date: str | None 
     return cron, start, spec.schedule["catchup"]
 
 
-def build_dag(
-    spec_path: str,
+def pipeline_steps(pipeline) -> list[dict]:
+    """The pipeline's steps in order, each with its upstream steps: the Airflow tasks."""
+    return [
+        {"id": node.id, "upstream": sorted(u.id for u in node.upstream_nodes)}
+        for node in pipeline.components
+    ]
+
+
+def make_plan(
+    spec,
     output_dir: str,
     schedule: str | None = None,
     start_date: str | None = None,
     beam_args: list[str] | None = None,
-):
-    from tfx.orchestration.airflow.airflow_dag_runner import (
-        AirflowDagRunner,
-        AirflowPipelineConfig,
-    )
-
-    spec = load_spec(spec_path)
+) -> dict:
+    """What the DAG file needs at parse time (pipeline/runners/airflow_dag.py), from the spec
+    and the same create_pipeline every runner uses."""
     cron, start, catchup = schedule_settings(spec, schedule, start_date)
-    pipeline, _ = local_pipeline(
-        spec, output_dir, beam_args=DEFAULT_BEAM_ARGS if beam_args is None else beam_args
+    beam = list(DEFAULT_BEAM_ARGS if beam_args is None else beam_args)
+    pipeline, _ = local_pipeline(spec, output_dir, beam_args=beam)
+    return {
+        "format": PLAN_FORMAT,
+        "dag_id": pipeline.pipeline_info.pipeline_name,
+        "spec_path": os.path.abspath(spec.source),
+        "output_dir": os.path.abspath(output_dir),
+        "beam_args": beam,
+        "schedule": cron,
+        "start_date": start.date().isoformat(),
+        "catchup": catchup,
+        "retries": spec.schedule["retries"],
+        "retry_delay_minutes": spec.schedule["retry_delay_minutes"],
+        "doc_md": f"TFX pipeline `{spec.name}` from `{os.path.abspath(spec.source)}` (mimo).",
+        "steps": pipeline_steps(pipeline),
+    }
+
+
+def launch_step(plan: dict, step: str, run_id: str, try_number: int = 1) -> None:
+    """Runs one step of the pipeline for an Airflow task, as TFX's AirflowComponent does, with
+    the retry-safe launcher: a retry of the step in the same DAG run gets an execution of its own
+    (pipeline/runners/retry_safe.py)."""
+    from tfx.orchestration import data_types, metadata
+
+    from pipeline.runners.retry_safe import RetrySafeLauncher
+
+    spec = load_spec(plan["spec_path"])
+    pipeline, _ = local_pipeline(spec, plan["output_dir"], beam_args=plan["beam_args"])
+    if pipeline_steps(pipeline) != plan["steps"]:
+        raise RuntimeError(
+            f"the pipeline built from {plan['spec_path']} no longer has the steps this DAG was "
+            "made with (the spec or the code changed): recompile the DAG file "
+            "(`mimo compile airflow`); the bundled DAG file remakes its plan at the next parse"
+        )
+    [component] = [c for c in pipeline.components if c.id == step]
+    root = pipeline.pipeline_info.pipeline_root
+    pipeline.additional_pipeline_args.setdefault("tmp_dir", os.path.join(root, ".temp", ""))
+    component._resolve_pip_dependencies(root)  # noqa: SLF001 - as AirflowDagRunner does
+    info = pipeline.pipeline_info
+    info.run_id = run_id
+    print(f"[mimo] {step} of {info.pipeline_name}, run {run_id}, try {try_number}")
+    RetrySafeLauncher.create(
+        component=component,
+        pipeline_info=info,
+        driver_args=data_types.DriverArgs(enable_cache=pipeline.enable_cache),
+        metadata_connection=metadata.Metadata(pipeline.metadata_connection_config),
+        beam_pipeline_args=pipeline.beam_pipeline_args,
+        additional_pipeline_args=pipeline.additional_pipeline_args,
+        component_config=None,
+    ).launch()
+
+
+def write_plan(settings: dict, path: str) -> None:
+    """`python -m pipeline.runners.airflow --plan SETTINGS PATH`: the bundled DAG file's plan."""
+    spec = load_spec(settings["spec_path"])
+    plan = make_plan(
+        spec,
+        settings["output_dir"],
+        settings["schedule"],
+        settings["start_date"],
+        settings["beam_args"],
     )
-    config = AirflowPipelineConfig(
-        airflow_dag_config={
-            "schedule": cron,
-            "start_date": start,
-            "catchup": catchup,  # default false: a missed day is not worth N trainings
-            "max_active_runs": 1,  # runs share ML Metadata and the registry
-            "tags": ["mimo", "tfx"],
-            "doc_md": f"TFX pipeline `{spec.name}` from `{spec_path}` (mimo).",
-        }
-    )
-    return AirflowDagRunner(config).run(pipeline)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(plan, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)  # a parse that reads it sees all of it or none
 
 
 DAG_FILE = """\
 \"\"\"Airflow DAG of the mimo pipeline '{name}', written by `mimo compile airflow`.
 
-Put this file in Airflow's dags folder; Airflow must run from the project's environment.
+Put this file in Airflow's dags folder; Airflow must run from the project's environment. Parsing
+it imports Airflow and nothing heavy: the steps and their order were computed from the spec when
+the file was written; each task runs its step (TFX) in its own process.
 \"\"\"
 
-from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1 before TensorFlow)
-from pipeline.runners.airflow import build_dag
+from pipeline.runners.airflow_dag import dag_from_plan
 
-DAG = build_dag(
-    spec_path={spec_path!r},
-    output_dir={output_dir!r},
-    schedule={schedule!r},
-    start_date={start_date!r},
-    beam_args={beam_args!r},
-)
+PLAN = {plan}
+
+DAG = dag_from_plan(PLAN)
 """
 
 
 class AirflowRunner(Runner):
     name = "airflow"
-    doc = "a scheduled Airflow DAG (TFX's AirflowDagRunner), one task per component"
+    doc = "a scheduled Airflow DAG, one task per component (TFX's launcher, retry-safe)"
 
     def commands(self):
         return {"compile": Command("write an Airflow DAG file for the spec", self.add, self.write)}
@@ -113,14 +171,14 @@ class AirflowRunner(Runner):
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        text = DAG_FILE.format(
-            name=spec.name,
-            spec_path=os.path.abspath(spec.source),
-            output_dir=os.path.abspath(args.runs),
-            schedule=args.schedule,
-            start_date=args.start_date,
-            beam_args=shlex.split(args.beam_args) if args.beam_args else None,
+        plan = make_plan(
+            spec,
+            args.runs,
+            args.schedule,
+            args.start_date,
+            shlex.split(args.beam_args) if args.beam_args else None,
         )
+        text = DAG_FILE.format(name=spec.name, plan=pprint.pformat(plan, width=96, indent=1))
         folder = os.path.dirname(os.path.abspath(args.output))
         os.makedirs(folder, exist_ok=True)
         with open(args.output, "w") as f:
@@ -135,3 +193,14 @@ class AirflowRunner(Runner):
 
 
 register(AirflowRunner())
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--plan"] or len(sys.argv) != 4:
+        sys.exit("usage: python -m pipeline.runners.airflow --plan SETTINGS_JSON PLAN_FILE")
+    try:
+        write_plan(json.loads(sys.argv[2]), sys.argv[3])
+    except Exception as e:  # the DAG file's import error shows this line
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        print(f"error: {'; '.join(lines)}", file=sys.stderr)
+        sys.exit(2)

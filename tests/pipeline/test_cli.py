@@ -1,6 +1,7 @@
 """`mimo` commands that run no pipeline: validate, models list|show|rollback, schema, options,
 compile airflow. (`mimo run` and `mimo compile kubeflow` are tested with their runners.)"""
 
+import ast
 import json
 import os
 
@@ -131,6 +132,18 @@ def test_compile_airflow_writes_a_dag_file_for_the_spec(tmp_path, capsys):
         == 0
     )
     text = dag.read_text()
-    compile(text, str(dag), "exec")
-    assert f"spec_path={MOVIES_FIXTURE_SPEC!r}" in text and "schedule='@daily'" in text
+    tree = ast.parse(text)
+    [plan] = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and node.targets[0].id == "PLAN"
+    ]
+    assert plan["spec_path"] == MOVIES_FIXTURE_SPEC and plan["schedule"] == "@daily"
+    assert plan["output_dir"] == str(tmp_path / "runs") and plan["retries"] == 2
+    assert [s["id"] for s in plan["steps"]][:2] == ["CsvExampleGen", "PublishedBaseline"]
+    # The file imports Airflow's side of the project only (no TensorFlow, TFX or the spec).
+    imports = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert [(n.module, [a.name for a in n.names]) for n in imports] == [
+        ("pipeline.runners.airflow_dag", ["dag_from_plan"])
+    ]
     assert "schedule: @daily" in capsys.readouterr().out

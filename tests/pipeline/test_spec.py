@@ -314,14 +314,23 @@ def test_hash_splits_always_have_a_validation_split(tmp_path, split, buckets):
 
 def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
     # A fixed past start by default, never the parse day (see issue 18).
+    retry = {"retries": 2, "retry_delay_minutes": 5}  # Airflow task retries
     assert load_spec(write_spec(tmp_path, raw_movies)).schedule == {
         "cron": "0 3 * * *",
         "start_date": "2025-01-01",
         "catchup": False,
+        **retry,
     }
     raw_movies["schedule"] = {"cron": "@hourly", "start_date": "2026-06-01", "catchup": True}
+    raw_movies["schedule"].update(retries=0, retry_delay_minutes=0.5)
     spec = load_spec(write_spec(tmp_path, raw_movies))
-    assert spec.schedule == {"cron": "@hourly", "start_date": "2026-06-01", "catchup": True}
+    assert spec.schedule == {
+        "cron": "@hourly",
+        "start_date": "2026-06-01",
+        "catchup": True,
+        "retries": 0,
+        "retry_delay_minutes": 0.5,
+    }
     assert Spec.from_dict(spec.to_dict()).schedule == spec.schedule
     # YAML's own dates (unquoted) are read as dates too.
     path = tmp_path / "dated.yaml"
@@ -333,4 +342,5 @@ def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
         "cron": "30 4 * * 1-5",
         "start_date": "2026-11-01",
         "catchup": False,
+        **retry,
     }

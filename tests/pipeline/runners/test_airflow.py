@@ -19,9 +19,15 @@ from pipeline.spec import load_spec
 DAGS = os.path.join(REPO, "airflow", "dags")
 
 LOAD = """
-import json
+import json, resource, sys, time
 from airflow.models import DagBag
+before = set(sys.modules)
+start = time.time()
 bag = DagBag(dag_folder={dags!r}, include_examples=False)
+seconds = time.time() - start
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+heavy = {{m.split(".")[0] for m in set(sys.modules) - before}}
+from airflow.serialization.serialized_objects import SerializedDAG
 dag = bag.dags.get({name!r})
 print("RESULT " + json.dumps({{
     "import_errors": {{k: str(v) for k, v in bag.import_errors.items()}},
@@ -29,7 +35,12 @@ print("RESULT " + json.dumps({{
     "schedule": str(dag.schedule_interval) if dag else None,
     "start_date": dag.start_date.isoformat() if dag else None,
     "catchup": dag.catchup if dag else None,
+    "retries": dag.default_args.get("retries") if dag else None,
     "tasks": {{t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks}} if dag else {{}},
+    "heavy": sorted(heavy & {{"tensorflow", "tfx", "apache_beam", "tensorflow_transform"}}),
+    "serialized": json.dumps(SerializedDAG.to_dict(dag), sort_keys=True) if dag else None,
+    "parse_seconds": seconds,
+    "max_rss_mb": rss,
 }}))
 """
 
@@ -100,6 +111,16 @@ def test_dagbag_loads_one_task_per_component_with_the_local_dependencies(tmp_pat
     local = create_pipeline(fixture_spec, str(tmp_path / "local"), registry=str(tmp_path / "r"))
     expected = {node.id: sorted(u.id for u in node.upstream_nodes) for node in local.components}
     assert result["tasks"] == expected
+    assert result["retries"] == fixture_spec.schedule["retries"] == 2
+    # The first parse made the plan (in a subprocess); parsing again reads it: neither parse
+    # imported TensorFlow or TFX, and both serialize the DAG identically.
+    again = run_airflow(LOAD.format(dags=DAGS, name=fixture_spec.name), env, timeout=600)
+    assert result["heavy"] == again["heavy"] == []
+    assert again["serialized"] == result["serialized"]
+    print(
+        f"DAG file parse: first {result['parse_seconds']:.1f} s (makes the plan), then "
+        f"{again['parse_seconds']:.2f} s, {again['max_rss_mb']:.0f} MB max RSS"
+    )
 
 
 def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, fixture_spec):
@@ -183,6 +204,62 @@ def test_a_dag_file_written_by_mimo_compile_airflow_loads(tmp_path, fixture_spec
     assert result["start_date"].startswith("2026-10-01")
     local = create_pipeline(fixture_spec, str(tmp_path / "local"), registry=str(tmp_path / "r"))
     assert set(result["tasks"]) == {node.id for node in local.components}
+
+
+@pytest.mark.airflow_run
+@pytest.mark.e2e
+def test_a_failed_trainer_is_retried_in_the_same_dag_run_and_the_retry_is_pushed(tmp_path):
+    """dag.test() of the fixture DAG with the Trainer made to fail once after its execution was
+    registered and a partial output written (MIMO_FAIL_ONCE); Airflow's retry runs it again in
+    the same DAG run, which TFX's own launcher refused (AlreadyExistsError)."""
+    from ml_metadata.metadata_store import metadata_store
+    from tfx.orchestration.metadata import sqlite_metadata_connection_config
+
+    from components.registry import Registry
+
+    spec_file = tmp_path / "retried.yaml"
+    text = open(MOVIES_FIXTURE_SPEC, encoding="utf-8").read()
+    data = os.path.join(os.path.dirname(MOVIES_FIXTURE_SPEC), "movies.csv")
+    text = text.replace("path: movies.csv", f"path: {data}")
+    spec_file.write_text(text + "\nschedule: {retries: 1, retry_delay_minutes: 0}\n")
+    output = tmp_path / "out"
+    marker = tmp_path / "trainer-failed-once"
+    env = airflow_env(tmp_path, output, {"MIMO_SPEC": str(spec_file)})
+    env["MIMO_FAIL_ONCE"] = f"Trainer:{marker}"
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    spec = load_spec(str(spec_file))
+    result = run_airflow(RUN.format(dags=DAGS, name=spec.name), env, timeout=1800)
+    assert marker.exists()  # the first try did fail
+    assert result["state"] == "success", result
+    assert all(state == "success" for state in result["tasks"].values()), result["tasks"]
+    registry = Registry(str(output / "registry"))
+    assert registry.versions(spec.name) == [1]
+    store = metadata_store.MetadataStore(
+        sqlite_metadata_connection_config(str(output / "metadata" / spec.name / "metadata.db"))
+    )
+    trainer = sorted(
+        (
+            e
+            for e in store.get_executions()
+            if e.properties["component_id"].string_value == "Trainer"
+        ),
+        key=lambda e: e.id,
+    )
+    assert [e.properties["state"].string_value for e in trainer] == ["failed", "complete"]
+    outputs = [
+        ev.artifact_id
+        for ev in store.get_events_by_execution_ids([trainer[1].id])
+        if ev.type == ev.OUTPUT
+    ]
+    models = [a for a in store.get_artifacts_by_id(outputs) if a.uri.endswith(f"/{trainer[1].id}")]
+    model_uri = next(a.uri for a in models if "/Trainer/model/" in a.uri)
+    assert registry.card(spec.name, 1)["model_uri"] == model_uri  # the retry's model, pushed
 
 
 @pytest.mark.airflow_run
