@@ -16,6 +16,7 @@ A model exported under another model contract (components/contract.py) is not co
 
 import json
 import os
+import tempfile
 
 import tensorflow as tf
 from tfx.components.evaluator import component as tfx_evaluator
@@ -26,19 +27,12 @@ from tfx.dsl.components.base import executor_spec
 from tfx.types import standard_artifacts, standard_component_specs
 
 from components.contract import MODEL_CONTRACT, SERVING_DIR, saved_model_contract
+from components.registry import copy_tree, open_registry
 from pipeline import constants
 from pipeline.mounts import to_remote
 
 BASELINE_FILE = "mimo_baseline.json"  # in the baseline Model artifact: what it is
 MLFLOW_ALIAS = "champion"
-
-
-def copy_tree(src: str, dst: str) -> None:
-    for folder, _, files in tf.io.gfile.walk(src):
-        target = os.path.join(dst, os.path.relpath(folder, src))
-        tf.io.gfile.makedirs(target)
-        for name in files:
-            tf.io.gfile.copy(os.path.join(folder, name), os.path.join(target, name), True)
 
 
 def published(registry: str, model_name: str, mlflow_tracking_uri: str, download_dir: str):
@@ -52,7 +46,7 @@ def published(registry: str, model_name: str, mlflow_tracking_uri: str, download
             version = mlflow.MlflowClient().get_model_version_by_alias(model_name, MLFLOW_ALIAS)
         except MlflowException:
             return None, f"no MLflow model {model_name}@{MLFLOW_ALIAS} at {mlflow_tracking_uri}"
-        path = mlflow.artifacts.download_artifacts(
+        path = mlflow.artifacts.download_artifacts(  # MLflow downloads to a local folder
             artifact_uri=f"models:/{model_name}@{MLFLOW_ALIAS}", dst_path=download_dir
         )
         card_path = os.path.join(path, "model_card.json")
@@ -65,8 +59,6 @@ def published(registry: str, model_name: str, mlflow_tracking_uri: str, download
             "mlflow_version": str(version.version),
             "version": card.get("version"),
         }
-    from components.registry import open_registry
-
     reg = open_registry(registry)
     version = reg.latest(model_name)
     if version is None:
@@ -82,9 +74,15 @@ def resolve_baseline(
 ) -> dict:
     """Fills the baseline Model artifact at output_uri; returns what `mimo_baseline.json` says."""
     tf.io.gfile.makedirs(output_uri)
-    path, found = published(
-        registry, model_name, mlflow_tracking_uri, os.path.join(output_uri, ".download")
-    )
+    with tempfile.TemporaryDirectory() as download:
+        record = _resolve(registry, model_name, mlflow_tracking_uri, output_uri, download)
+    with tf.io.gfile.GFile(os.path.join(output_uri, BASELINE_FILE), "w") as f:
+        json.dump(record, f, indent=2)
+    return record
+
+
+def _resolve(registry, model_name, mlflow_tracking_uri, output_uri, download_dir) -> dict:
+    path, found = published(registry, model_name, mlflow_tracking_uri, download_dir)
     if path is None:
         record = {"found": False, "reason": found}
     elif (contract := saved_model_contract(path)) != MODEL_CONTRACT:
@@ -99,10 +97,6 @@ def resolve_baseline(
         record = dict(
             found, found=True, saved_model=to_remote(os.path.join(output_uri, SERVING_DIR))
         )
-    if tf.io.gfile.exists(os.path.join(output_uri, ".download")):
-        tf.io.gfile.rmtree(os.path.join(output_uri, ".download"))
-    with tf.io.gfile.GFile(os.path.join(output_uri, BASELINE_FILE), "w") as f:
-        json.dump(record, f, indent=2)
     return record
 
 
@@ -125,7 +119,6 @@ def PublishedBaseline(  # noqa: N802 - a TFX component is named like a class
 ) -> None:
     del run  # only keeps the step out of the cache
     record = resolve_baseline(registry, model_name, mlflow_tracking_uri, baseline.uri)
-    baseline.set_int_custom_property("published_version", record.get("version") or 0)
     if not record["found"]:
         print(f"[PublishedBaseline] no baseline: {record['reason']}")
     else:

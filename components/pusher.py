@@ -22,9 +22,8 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
-from components.baseline import copy_tree
 from components.contract import SERVING_DIR
-from components.registry import open_registry
+from components.registry import copy_tree, open_registry
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.mounts import to_remote

@@ -151,8 +151,11 @@ class Registry:
             yield True
 
     def latest(self, name: str) -> int | None:
-        versions = self.versions(name)
-        return versions[-1] if versions else None
+        """The newest complete version (checked from the highest number down)."""
+        for entry in sorted(self._numbered(name), key=int, reverse=True):
+            if self._fault(name, entry) is None:
+                return int(entry)
+        return None
 
     def _highest_number(self, name: str) -> int:
         """The highest number an entry has or had (complete, damaged or moved aside by gc): the
@@ -246,8 +249,10 @@ STALE_SECONDS = 3600  # an object-store publish older than this that did not fin
 
 
 class ObjectStoreRegistry(Registry):
-    """The same registry on an object store (`gs://`, `s3://`, ...) through `tf.io.gfile`, for
-    pipelines whose pusher runs in a pod that mounts no shared volume (Kubeflow).
+    """The same registry on an object store through `tf.io.gfile`, for pipelines whose pusher
+    runs in a pod that mounts no shared volume (Kubeflow): `gs://` with the pinned stack
+    (tensorflow-io-gcs-filesystem); another scheme needs a TensorFlow filesystem for it
+    (e.g. tensorflow-io's `s3://`).
 
     An object store has no atomic rename of a folder and no lock, so a publish goes:
     1. copy the SavedModel into `<model>/.staging-<publish id>/` (invisible to TF Serving: not an
@@ -255,7 +260,8 @@ class ObjectStoreRegistry(Registry):
     2. claim the next number: write `<model>/.claims/<n>-<publish id>`, then list the claims of
        `n`; if another publish claimed it too, both give `n` up (never used, like a damaged
        version's number) and try `n+1` after a random pause. With the listing consistency of GCS
-       and S3 (a listing after a write shows it), at most one publish keeps any number;
+       and S3 (a listing after a write shows it), at most one publish keeps any number. Claims
+       of publishes that did not finish stay (tiny objects): their numbers are never given again;
     3. copy the staging folder to `<model>/<n>/`: variables and assets first, `saved_model.pb`
        after them, `model_card.json` last: the card is the completion marker;
     4. delete the staging folder and the claim.
@@ -271,6 +277,8 @@ class ObjectStoreRegistry(Registry):
     folders, claims and versions count as damaged (and are collected) only once they are older
     than STALE_SECONDS.
     """
+
+    LAST = ("saved_model.pb", CARD)  # copied after every other file, in this order
 
     def __init__(self, root: str):
         self.root = root.rstrip("/")
@@ -321,17 +329,9 @@ class ObjectStoreRegistry(Registry):
         return max([super()._highest_number(name), *claimed])
 
     def _copy(self, src: str, dst: str) -> None:
-        """src's files into dst: saved_model.pb after every other file, the card after it."""
-        gfile = self._gfile()
-        files = []
-        for folder, _, names in gfile.walk(src):
-            files += [os.path.relpath(os.path.join(folder, n), src) for n in names]
-        last = {"saved_model.pb": 1, CARD: 2}
-        for rel in sorted(files, key=lambda r: (last.get(r, 0), r)):
-            gfile.makedirs(os.path.dirname(os.path.join(dst, rel)))
-            gfile.copy(os.path.join(src, rel), os.path.join(dst, rel), overwrite=True)
+        copy_tree(src, dst, last=self.LAST)
 
-    def publish(self, name: str, saved_model_dir: str, card: dict, copy=None) -> int:
+    def publish(self, name: str, saved_model_dir: str, card: dict) -> int:
         import random
         import uuid
 
@@ -342,19 +342,19 @@ class ObjectStoreRegistry(Registry):
         publish_id = uuid.uuid4().hex
         staging = os.path.join(folder, f"{STAGING_PREFIX}{publish_id}")
         claims = os.path.join(folder, CLAIMS)
-        version = None
+        version = None  # set once this publish holds the number alone
         try:
-            (copy or self._copy)(saved_model_dir, staging)
+            self._copy(saved_model_dir, staging)
             gfile.makedirs(claims)
             for _ in range(50):
-                version = self._highest_number(name) + 1
-                mine = f"{version}-{publish_id}"
+                number = self._highest_number(name) + 1
+                mine = f"{number}-{publish_id}"
                 self._write(os.path.join(claims, mine), publish_id)
-                if [c for c in self._claims(name) if c.split("-")[0] == str(version)] == [mine]:
+                if [c for c in self._claims(name) if c.split("-")[0] == str(number)] == [mine]:
+                    version = number
                     break
                 time.sleep(random.uniform(0.05, 0.5))  # claimed twice: both try the next one
             else:
-                version = None
                 raise RegistryError(f"no free version found for {name} in {self.root}")
             card = dict(
                 card,
@@ -377,7 +377,7 @@ class ObjectStoreRegistry(Registry):
 
     def gc(self, name: str) -> list[tuple[Damaged, str | None]]:
         """As Registry.gc, for what is older than STALE_SECONDS; a damaged version is copied
-        aside and then deleted (an object store moves nothing), and stale claims are deleted."""
+        aside and then deleted (an object store moves nothing). Claims stay (see the class)."""
         gfile = self._gfile()
         done = []
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -388,14 +388,28 @@ class ObjectStoreRegistry(Registry):
             else:
                 number = os.path.basename(d.path)
                 dst = os.path.join(self.model_dir(name), f"{DAMAGED_PREFIX}{number}-{stamp}")
-                self._copy(d.path, dst)
-                gfile.rmtree(d.path)
+                if self._isdir(d.path):
+                    self._copy(d.path, dst)
+                    gfile.rmtree(d.path)
+                else:  # an object named like a version
+                    gfile.copy(d.path, dst)
+                    gfile.remove(d.path)
                 done.append((d, dst))
-        claims = os.path.join(self.model_dir(name), CLAIMS)
-        for c in self._claims(name):
-            if self._age(os.path.join(claims, c)) > STALE_SECONDS:
-                gfile.remove(os.path.join(claims, c))
         return done
+
+
+def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
+    """Copies the files under src into dst through tf.io.gfile (any filesystem TensorFlow
+    reaches); the files named in `last` (relative paths) after every other, in that order."""
+    import tensorflow as tf
+
+    files = []
+    for folder, _, names in tf.io.gfile.walk(src):
+        files += [os.path.relpath(os.path.join(folder, n), src) for n in names]
+    order = {rel: i + 1 for i, rel in enumerate(last)}
+    for rel in sorted(files, key=lambda r: (order.get(r, 0), r)):
+        tf.io.gfile.makedirs(os.path.dirname(os.path.join(dst, rel)))
+        tf.io.gfile.copy(os.path.join(src, rel), os.path.join(dst, rel), overwrite=True)
 
 
 def open_registry(root: str) -> Registry:

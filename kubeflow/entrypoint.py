@@ -150,14 +150,17 @@ def remote_output(output_file: str, driver_output: dict) -> None:
 def main(argv: list[str]) -> None:
     invocation = _flag(argv, "--json_serialized_invocation_args")
     spec_at = _flag(argv, "--json_serialized_inputs_spec_args")
-    if invocation is None:
-        raise SystemExit("error: --json_serialized_invocation_args is required")
+    class_at = _flag(argv, "--executor_class_path")
+    if invocation is None or class_at is None:
+        raise SystemExit(
+            "error: --executor_class_path and --json_serialized_invocation_args are required"
+        )
     executor_input = json.loads(argv[invocation])
     inputs_spec = json.loads(argv[spec_at]) if spec_at is not None else {}
     for change in adjust(executor_input, inputs_spec):
         _log(change)
     output_file = executor_input.get("outputs", {}).get("outputFile", "")
-    executor_class = argv[_flag(argv, "--executor_class_path")]
+    executor_class = argv[class_at]
     driver_output = {}
     if output_file and not os.path.exists(output_file) and _is_example_gen(executor_class):
         _log("no ExampleGen driver output (the backend skips preCacheCheck): running TFX's driver")

@@ -287,6 +287,8 @@ class KubeflowRunner(Runner):
     def build(self, spec: Spec, args) -> int:
         import sys
 
+        import tensorflow as tf
+
         try:
             beam = beam_args(options_from_flags(args, image=args.image))
             check_flags(args)
@@ -313,14 +315,9 @@ class KubeflowRunner(Runner):
         try:
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
             compiled = compile_kubeflow(pipeline, args.output, image=args.image)
-        except OSError as e:  # also TensorFlow's file errors (tf.errors.OpError is not one)
+        except (OSError, tf.errors.OpError) as e:  # TFX writes the file through tf.io.gfile
             print(f"error: cannot write {args.output}: {e}", file=sys.stderr)
             return 2
-        except Exception as e:
-            if type(e).__module__.startswith("tensorflow"):
-                print(f"error: cannot write {args.output}: {e}", file=sys.stderr)
-                return 2
-            raise
         params = compiled["root"]["inputDefinitions"]["parameters"]
         print(
             f"Compiled '{spec.name}' for Kubeflow Pipelines as pipeline "

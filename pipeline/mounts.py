@@ -16,7 +16,7 @@ LOCAL_MOUNTS = {"minio://": "minio/", "s3://": "s3/"}
 
 
 def local_mount() -> str:
-    return os.environ.get("MIMO_KFP_LOCAL_MOUNT", "/")
+    return os.environ.get("MIMO_KFP_LOCAL_MOUNT") or "/"
 
 
 def to_local(uri: str) -> str:

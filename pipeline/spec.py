@@ -81,7 +81,7 @@ class Gate:
     metric: str
     min: float | None = None  # value must be >= min
     max: float | None = None  # value must be <= max
-    max_regression: float | None = None  # may be worse than the blessed baseline by at most this
+    max_regression: float | None = None  # may be worse than the published model by at most this
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,9 @@ TRAINER_CODE = (
     "trainer",
 )
 
+# Everything the project runs: what decides a pipeline's steps (an Airflow plan's key).
+ALL_CODE = ("pipeline", "components", "kubeflow", "preprocessing", "trainer")
+
 # What ExampleGen's executor (components.csv_example_gen.Executor) imports from the project.
 EXAMPLE_GEN_CODE = (
     "pipeline/__init__.py",

@@ -16,6 +16,7 @@ import os
 import pprint
 import shlex
 import sys
+import tempfile
 
 from pipeline.runners import Command, Runner, register
 from pipeline.runners.airflow_dag import PLAN_FORMAT
@@ -89,8 +90,8 @@ def launch_step(plan: dict, step: str, run_id: str, try_number: int = 1) -> None
     if pipeline_steps(pipeline) != plan["steps"]:
         raise RuntimeError(
             f"the pipeline built from {plan['spec_path']} no longer has the steps this DAG was "
-            "made with (the spec or the code changed): recompile the DAG file "
-            "(`mimo compile airflow`); the bundled DAG file remakes its plan at the next parse"
+            "made with (the spec or the code changed since): recompile the DAG file "
+            "(`mimo compile airflow`; the bundled DAG file makes a new plan at its next parse)"
         )
     [component] = [c for c in pipeline.components if c.id == step]
     root = pipeline.pipeline_info.pipeline_root
@@ -121,9 +122,12 @@ def write_plan(settings: dict, path: str) -> None:
         settings["beam_args"],
     )
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
+    # Several processes may parse the DAG file at once and each make the plan: each writes its
+    # own temporary file, and a reader sees one whole plan or none.
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".plan-")
+    with os.fdopen(fd, "w") as f:
         json.dump(plan, f, indent=1, sort_keys=True)
-    os.replace(path + ".tmp", path)  # a parse that reads it sees all of it or none
+    os.replace(tmp, path)
 
 
 DAG_FILE = """\

@@ -17,6 +17,7 @@ with the same `create_pipeline` and launches that step with TFX's component laun
 """
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -28,13 +29,13 @@ PLAN_FORMAT = 1
 
 def plan_key(spec_path: str, settings: dict) -> str:
     """Digest of what a plan depends on: the spec file, the settings and the project's code."""
-    from pipeline.version import code_fingerprint  # reads files; imports nothing heavy
+    from pipeline.version import ALL_CODE, code_fingerprint  # reads files; imports nothing heavy
 
     digest = hashlib.sha256()
     with open(spec_path, "rb") as f:
         digest.update(f.read())
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    digest.update(code_fingerprint().encode())
+    digest.update(code_fingerprint(ALL_CODE).encode())
     digest.update(str(PLAN_FORMAT).encode())
     return digest.hexdigest()[:16]
 
@@ -108,8 +109,8 @@ def dag_from_plan(plan: dict):
     for step in plan["steps"]:
         tasks[step["id"]] = PythonOperator(
             task_id=step["id"],
-            python_callable=run_step,
-            op_kwargs={"plan": run, "step": step["id"]},
+            # Not op_kwargs: Airflow renders those as templates ('{{' in a path would be read).
+            python_callable=functools.partial(run_step, run, step["id"]),
             dag=dag,
         )
         for upstream in step["upstream"]:

@@ -12,13 +12,14 @@ execution per context, and downstream steps read the producer's *first* executio
 i.e. the killed try's unpublished outputs.
 
 `RetrySafeMetadata` changes exactly those four places:
-- a retry marks the earlier unfinished tries of the step FAILED (their unpublished outputs
-  ABANDONED, their folders left as they are) and registers a new execution in the existing
-  context, so it writes new output folders (`<root>/<step>/<output>/<new execution id>/`);
+- a retry marks the earlier unfinished tries of the step FAILED (their output folders are left
+  as they are, for inspection) and registers a new execution in the existing context, so it
+  writes new output folders (`<root>/<step>/<output>/<new execution id>/`);
 - a new output whose name an earlier try took gets the execution id appended;
 - the launch publishes the execution it registered, and refuses to if a newer try has marked
   it FAILED (a zombie try that kept running);
-- a downstream step reads the producer's newest finished execution in the run.
+- a downstream step reads the producer's newest finished execution in the run (and stops with
+  a clear error if no try of it finished).
 A first try takes TFX's own path unchanged. This relies on TFX 1.16 internals
 (`_prepare_execution`, `_artifact_and_event_pairs`, `_ArtifactState`, the `state` property);
 tests/pipeline/runners/test_airflow.py runs a retry through real Airflow and the real steps.
@@ -60,6 +61,8 @@ class RetrySafeMetadata(metadata.Metadata):
         self._registered = None
 
     def _close_unfinished(self, executions) -> None:
+        """Marks the earlier tries that did not finish as failed. (Their outputs were never
+        registered: TFX's legacy launcher records a step's outputs only when it publishes.)"""
         for e in executions:
             if _finished(e) or _state(e) == FAILED:
                 continue
@@ -72,17 +75,6 @@ class RetrySafeMetadata(metadata.Metadata):
             e.properties["state"].string_value = FAILED
             e.last_known_state = mlmd_pb2.Execution.FAILED
             self.store.put_executions([e])
-            events = self.store.get_events_by_execution_ids([e.id])
-            outputs = [ev.artifact_id for ev in events if ev.type == mlmd_pb2.Event.OUTPUT]
-            stale = [
-                a
-                for a in self.store.get_artifacts_by_id(outputs)
-                if a.state != mlmd_pb2.Artifact.LIVE
-            ]
-            for a in stale:
-                a.state = mlmd_pb2.Artifact.ABANDONED
-            if stale:
-                self.store.put_artifacts(stale)
 
     def register_execution(
         self, pipeline_info, component_info, contexts, exec_properties=None, input_artifacts=None
@@ -181,7 +173,12 @@ class RetrySafeMetadata(metadata.Metadata):
         ]
         if len(produced) <= 1:
             return super().search_artifacts(artifact_name, pipeline_info, producer_component_id)
-        chosen = max([e for e in produced if _finished(e)] or produced, key=lambda e: e.id)
+        finished = [e for e in produced if _finished(e)]
+        if not finished:
+            raise RuntimeError(
+                f"no try of {producer_component_id} finished in this run: run it again first"
+            )
+        chosen = max(finished, key=lambda e: e.id)
         return self.get_outputs_of_execution(chosen.id).get(artifact_name, [])
 
 
