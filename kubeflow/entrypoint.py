@@ -128,10 +128,9 @@ def run_example_gen_driver(executor_input: dict, inputs_spec: dict) -> None:
 
 def remote_output(output_file: str, driver_output: dict) -> None:
     """Maps the local mounts in the ExecutorOutput (artifacts' URIs and paths in their metadata)
-    back to the URIs the launcher gave, and keeps
-    what a driver said about the outputs (ExampleGen: span, version, input fingerprint; the
-    driver's word wins): the launcher records only the last ExecutorOutput, which the executor
-    writes without them."""
+    back to the URIs the launcher gave, and keeps what a driver said about the outputs
+    (ExampleGen: span, version, input fingerprint; the driver's word wins): the launcher records
+    only the last ExecutorOutput, which the executor writes without them."""
     with open(output_file) as f:
         output = json.load(f)
     for key, artifact_list in (output.get("artifacts") or {}).items():
