@@ -81,6 +81,27 @@ def airflow_env(tmp_path, output, extra=None):
     return env
 
 
+def fixture_spec_with_schedule(tmp_path, schedule: str):
+    """The fixture spec, its data path made absolute, with `schedule: <schedule>` added."""
+    with open(MOVIES_FIXTURE_SPEC, encoding="utf-8") as f:
+        text = f.read()
+    data = os.path.join(os.path.dirname(MOVIES_FIXTURE_SPEC), "movies.csv")
+    text = text.replace("path: movies.csv", f"path: {data}")
+    spec_file = tmp_path / "scheduled.yaml"
+    spec_file.write_text(f"{text}\nschedule: {schedule}\n")
+    return spec_file
+
+
+def migrate_airflow_db(env):
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+
+
 def run_airflow(script, env, timeout):
     proc = subprocess.run(
         [sys.executable, "-c", script],
@@ -124,13 +145,7 @@ def test_dagbag_loads_one_task_per_component_with_the_local_dependencies(tmp_pat
 
 
 def test_schedule_comes_from_the_spec_when_the_environment_is_silent(tmp_path, fixture_spec):
-    spec_file = tmp_path / "scheduled.yaml"
-    with open(MOVIES_FIXTURE_SPEC) as f:
-        text = f.read()
-    data = os.path.join(os.path.dirname(MOVIES_FIXTURE_SPEC), "movies.csv")
-    text = text.replace("path: movies.csv", f"path: {data}")
-    text += "\nschedule: {cron: '@weekly', start_date: 2026-06-01}\n"
-    spec_file.write_text(text)
+    spec_file = fixture_spec_with_schedule(tmp_path, "{cron: '@weekly', start_date: 2026-06-01}")
     env = airflow_env(tmp_path, tmp_path / "out", {"MIMO_SPEC": str(spec_file)})
     del env["MIMO_SCHEDULE"], env["MIMO_START_DATE"]
     result = run_airflow(LOAD.format(dags=DAGS, name=fixture_spec.name), env, timeout=600)
@@ -217,22 +232,12 @@ def test_a_failed_trainer_is_retried_in_the_same_dag_run_and_the_retry_is_pushed
 
     from components.registry import Registry
 
-    spec_file = tmp_path / "retried.yaml"
-    text = open(MOVIES_FIXTURE_SPEC, encoding="utf-8").read()
-    data = os.path.join(os.path.dirname(MOVIES_FIXTURE_SPEC), "movies.csv")
-    text = text.replace("path: movies.csv", f"path: {data}")
-    spec_file.write_text(text + "\nschedule: {retries: 1, retry_delay_minutes: 0}\n")
+    spec_file = fixture_spec_with_schedule(tmp_path, "{retries: 1, retry_delay_minutes: 0}")
     output = tmp_path / "out"
     marker = tmp_path / "trainer-failed-once"
     env = airflow_env(tmp_path, output, {"MIMO_SPEC": str(spec_file)})
     env["MIMO_FAIL_ONCE"] = f"Trainer:{marker}"
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    migrate_airflow_db(env)
     spec = load_spec(str(spec_file))
     result = run_airflow(RUN.format(dags=DAGS, name=spec.name), env, timeout=1800)
     assert marker.exists()  # the first try did fail
@@ -269,13 +274,7 @@ def test_dag_test_runs_the_pipeline_end_to_end_and_pushes(tmp_path, fixture_spec
 
     output = tmp_path / "out"
     env = airflow_env(tmp_path, output)
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    migrate_airflow_db(env)
     result = run_airflow(RUN.format(dags=DAGS, name=fixture_spec.name), env, timeout=1800)
     assert result["state"] == "success", result
     assert all(state == "success" for state in result["tasks"].values()), result["tasks"]
