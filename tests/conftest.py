@@ -167,6 +167,99 @@ def beam_worker_pool(tmp_path_factory):
     log.close()
 
 
+# -- one whole pipeline run shared by the tests that read its outputs -------------------------
+@pytest.fixture(scope="session")
+def killed_run(tmp_path_factory, beam_job_server):
+    """A `mimo run` of the messy movies data (below) killed with kill -9 inside Transform, its
+    Beam steps on the job server with the SDK harness in its own process (LOOPBACK: it dies with
+    the run). Returns (output folder, spec, the Transform folders it left)."""
+    import glob
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+    from helpers import write_messy_movies
+
+    from pipeline.runners.local import run_paths
+    from pipeline.spec import load_spec
+
+    endpoint, _ = beam_job_server
+    out = tmp_path_factory.mktemp("movies_run")
+    raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
+    (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
+    spec = load_spec(str(out / "movies.yaml"))
+    flags = ["--beam-runner", "portable", "--job-endpoint", endpoint]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "run", "--spec", str(out / "movies.yaml")]
+        + ["--output", str(out), *flags, "--environment-type", "LOOPBACK"],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in proc.stderr:
+            if "Component Transform is running." in line:
+                break
+        time.sleep(4)  # inside Transform's Beam pipeline
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    transform = os.path.join(run_paths(spec, str(out)).pipeline_root, "Transform")
+    return out, spec, glob.glob(os.path.join(transform, "*", "*"))
+
+
+@pytest.fixture(scope="session")
+def portable_flags(beam_job_server, beam_worker_pool):
+    """`mimo run` flags for the Job API server with its external worker pool."""
+    return [
+        "--beam-runner",
+        "portable",
+        "--job-endpoint",
+        beam_job_server[0],
+        "--environment-type",
+        "EXTERNAL",
+        "--environment-config",
+        beam_worker_pool[0],
+    ]
+
+
+@pytest.fixture(scope="session")
+def movies_run(killed_run, portable_flags):
+    """The fixture pipeline with every Beam step on the PortableRunner the way a Flink or Spark
+    cluster runs it: submitted to a Job API server, artifacts staged, and each job's Python SDK
+    harness started by an external worker pool (EXTERNAL environment) in processes of its own.
+    The digits and CLI runs below use the DirectRunner. It runs on the output folder of a run
+    killed inside Transform (killed_run), as a user re-runs the command.
+
+    Shared by every test that only reads its outputs (tests/pipeline/runners/test_local.py)
+    and by the Kubeflow launcher-contract test (into a copy of its registry). Its data is
+    the movies fixture as users' files come (tests/helpers.py): awkward column names,
+    missing values written as NA, N/A, null, ... and each head's label missing on a different
+    third of the rows. No hand cleaning."""
+    import argparse
+
+    from helpers import fake_saved_model
+
+    from pipeline.runners.beam import add_beam_flags, beam_args, options_from_flags
+    from pipeline.runners.local import latest_run_outputs, run_local
+
+    out, spec, _ = killed_run
+    # The Beam arguments `mimo run` makes of the same flags (the CLI runs below reuse its cache).
+    parser = argparse.ArgumentParser()
+    add_beam_flags(parser)
+    portable = beam_args(options_from_flags(parser.parse_args(portable_flags)))
+    # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
+    # with a SavedModel but no model card, and a killed publish's staging folder.
+    fake_saved_model(out / "registry" / spec.name / "1")
+    fake_saved_model(out / "registry" / spec.name / ".staging-killed")
+    paths = run_local(spec, str(out), beam_args=portable)
+    return spec, paths, latest_run_outputs(paths.metadata_path, paths.run_id)
+
+
 # -- the fixtures' real transformed examples (trainer tests), made once per session ------------
 @dataclasses.dataclass
 class Prepared:

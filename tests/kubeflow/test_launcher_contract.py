@@ -1,17 +1,18 @@
 """The compiled Kubeflow package, run task by task as the open-source KFP v2 backend runs it
 (tests/kubeflow/kfp_launcher.py: ExecutorInput as its driver builds it, each task's own
-container command, artifacts through an object store), twice on the movies fixture."""
+container command, artifacts through an object store), on users' messy movies file after the
+shared local run (conftest.movies_run) published a model."""
 
 import os
+import shutil
 
 import pytest
-from conftest import MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC, REPO
+from conftest import REPO
 from kfp_launcher import Launcher, LauncherError, evaluate_condition
 
 from components.baseline import baseline_record
 from components.registry import Registry
 from kubeflow.runner import Resources, compile_kubeflow, kubeflow_pipeline
-from pipeline.spec import load_spec
 
 VENV_PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 
@@ -34,46 +35,55 @@ def test_condition_forms_and_missing_inputs_are_errors_as_in_the_driver():
 
 
 @pytest.mark.e2e
-def test_two_kfp_runs_push_version_1_then_version_2_compared_with_it(tmp_path):
-    spec = load_spec(MOVIES_FIXTURE_SPEC)
+def test_a_kfp_run_of_users_messy_data_publishes_the_next_version_compared_with_the_published(
+    movies_run, tmp_path
+):
+    """One run of the compiled package on the shared run's data (users' messy movies file) and a
+    copy of its registry: the published model (version 2, pushed by the local run) is the
+    baseline, the run pushes version 3. (A first run with nothing published, where the Evaluator
+    gates by values only, is the local run's own: same create_pipeline, same steps.)"""
+    spec, paths, local = movies_run
     registry = str(tmp_path / "registry")
+    shutil.copytree(os.path.join(os.path.dirname(spec.source), "registry"), registry)
+    reg = Registry(registry)
+    published = reg.versions(spec.name)
+    assert published == [2]
     package = str(tmp_path / "pipeline.yaml")
     pipeline = kubeflow_pipeline(
         spec,
         [],  # Beam's DirectRunner inside each step's pod
         Resources(trainer_accelerator=""),
-        data_root=os.path.dirname(MOVIES_FIXTURE_CSV),
+        data_root=spec.data.root,
         registry=registry,
         train_steps=20,
     )
     compile_kubeflow(pipeline, package, image="registry.example.com/mimo:test")
     launcher = Launcher(package, str(tmp_path / "kfp"), python=VENV_PYTHON)
 
-    first = launcher.run("run-1")
-    assert {r.state for r in first.values()} == {"SUCCEEDED"}, {
-        n: r.state for n, r in first.items()
-    }
-    reg = Registry(registry)
-    assert reg.versions(spec.name) == [1]
-    baseline_1 = baseline_record(
-        launcher.store_path(first["PublishedBaseline"].outputs["baseline"]["uri"])
+    run = launcher.run("run-1")
+    assert {r.state for r in run.values()} == {"SUCCEEDED"}, {n: r.state for n, r in run.items()}
+    baseline = baseline_record(
+        launcher.store_path(run["PublishedBaseline"].outputs["baseline"]["uri"])
     )
-    assert baseline_1["found"] is False  # nothing published yet
-    assert reg.card(spec.name, 1)["baseline"]["version"] is None
-    # The examples' span and input fingerprint: TFX's ExampleGen driver ran in the entrypoint.
-    examples = first["CsvExampleGen"].outputs["examples"]["metadata"]
+    assert baseline["found"] is True and baseline["version"] == 2
+    assert reg.versions(spec.name) == [2, 3]
+    card = reg.card(spec.name, 3)
+    assert card["baseline"]["version"] == 2  # compared with what was published
+    assert card["model_uri"] == run["Trainer"].outputs["model"]["uri"]
+    # The examples' span and input fingerprint: TFX's ExampleGen driver ran in the entrypoint,
+    # on the same file as the local run.
+    examples = run["CsvExampleGen"].outputs["examples"]["metadata"]
     assert examples["input_fingerprint"].startswith("split:single_split,num_files:1")
-    assert first["Evaluator"].outputs["blessing"]["metadata"]["blessed"] == 1
-
-    second = launcher.run("run-2")
-    assert {r.state for r in second.values()} == {"SUCCEEDED"}
-    assert reg.versions(spec.name) == [1, 2]
-    card = reg.card(spec.name, 2)
-    assert card["baseline"]["version"] == 1  # compared with what was published
-    assert card["model_uri"] == second["Trainer"].outputs["model"]["uri"]
+    fingerprint = local["CsvExampleGen"]["examples"][0].custom_properties["input_fingerprint"]
+    assert examples["input_fingerprint"] == fingerprint.string_value
     # What the steps record about other artifacts names their URIs, not a pod's local paths.
-    assert card["data"]["examples_uri"] == second["CsvExampleGen"].outputs["examples"]["uri"]
+    assert card["data"]["examples_uri"] == run["CsvExampleGen"].outputs["examples"]["uri"]
     assert card["data"]["input_fingerprint"] == examples["input_fingerprint"]
-    blessing = second["Evaluator"].outputs["blessing"]["metadata"]
-    assert blessing["baseline_version"] == 1
-    assert blessing["baseline_model"] == second["PublishedBaseline"].outputs["baseline"]["uri"]
+    blessing = run["Evaluator"].outputs["blessing"]["metadata"]
+    assert blessing["blessed"] == 1
+    assert blessing["baseline_version"] == 2
+    assert blessing["baseline_model"] == run["PublishedBaseline"].outputs["baseline"]["uri"]
+    # The Evaluator compared every head with the published model: its baseline metrics are there.
+    for head in spec.outputs:
+        overall = card["evaluation"]["metrics"][head.name]["overall"]
+        assert any(key.startswith("baseline:") for key in overall), (head.name, overall)

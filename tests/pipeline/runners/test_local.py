@@ -1,13 +1,8 @@
 """The data half of the real local pipeline (LocalDagRunner, SQLite ML Metadata) on fixtures."""
 
-import argparse
 import glob
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pandas as pd
@@ -17,14 +12,11 @@ import yaml
 from conftest import (
     DIGITS_FIXTURE_SPEC,
     MOVIES_FIXTURE_CSV,
-    MOVIES_FIXTURE_SPEC,
-    REPO,
 )
-from helpers import MESSY_LABELS, cli_run, fake_saved_model, write_messy_movies
+from helpers import MESSY_LABELS, cli_run
 
 from pipeline.evaluation.report import load_training_report
-from pipeline.runners.beam import add_beam_flags, beam_args, options_from_flags
-from pipeline.runners.local import latest_run_outputs, run_local, run_paths
+from pipeline.runners.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
@@ -42,77 +34,6 @@ COMPONENTS = [
     "Evaluator",
     "RegistryPusher",
 ]
-
-
-@pytest.fixture(scope="module")
-def killed_run(tmp_path_factory, beam_job_server):
-    """A `mimo run` of the messy movies data (below) killed with kill -9 inside Transform, its
-    Beam steps on the job server with the SDK harness in its own process (LOOPBACK: it dies with
-    the run). Returns (output folder, spec, the Transform folders it left)."""
-    endpoint, _ = beam_job_server
-    out = tmp_path_factory.mktemp("movies_run")
-    raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
-    (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
-    spec = load_spec(str(out / "movies.yaml"))
-    flags = ["--beam-runner", "portable", "--job-endpoint", endpoint]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", "--spec", str(out / "movies.yaml")]
-        + ["--output", str(out), *flags, "--environment-type", "LOOPBACK"],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        for line in proc.stderr:
-            if "Component Transform is running." in line:
-                break
-        time.sleep(4)  # inside Transform's Beam pipeline
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
-    transform = os.path.join(run_paths(spec, str(out)).pipeline_root, "Transform")
-    return out, spec, glob.glob(os.path.join(transform, "*", "*"))
-
-
-@pytest.fixture(scope="module")
-def portable_flags(beam_job_server, beam_worker_pool):
-    """`mimo run` flags for the Job API server with its external worker pool."""
-    return [
-        "--beam-runner",
-        "portable",
-        "--job-endpoint",
-        beam_job_server[0],
-        "--environment-type",
-        "EXTERNAL",
-        "--environment-config",
-        beam_worker_pool[0],
-    ]
-
-
-@pytest.fixture(scope="module")
-def movies_run(killed_run, portable_flags):
-    """The fixture pipeline with every Beam step on the PortableRunner the way a Flink or Spark
-    cluster runs it: submitted to a Job API server, artifacts staged, and each job's Python SDK
-    harness started by an external worker pool (EXTERNAL environment) in processes of its own.
-    The digits and CLI runs below use the DirectRunner. It runs on the output folder of a run
-    killed inside Transform (killed_run), as a user re-runs the command.
-
-    Its data is the movies fixture as users' files come (tests/helpers.py): awkward column names,
-    missing values written as NA, N/A, null, ... and each head's label missing on a different
-    third of the rows. No hand cleaning."""
-    out, spec, _ = killed_run
-    # The Beam arguments `mimo run` makes of the same flags (the CLI runs below reuse its cache).
-    parser = argparse.ArgumentParser()
-    add_beam_flags(parser)
-    portable = beam_args(options_from_flags(parser.parse_args(portable_flags)))
-    # The registry it publishes to holds what a crash or a hand edit leaves: a numbered folder
-    # with a SavedModel but no model card, and a killed publish's staging folder.
-    fake_saved_model(out / "registry" / spec.name / "1")
-    fake_saved_model(out / "registry" / spec.name / ".staging-killed")
-    paths = run_local(spec, str(out), beam_args=portable)
-    return spec, paths, latest_run_outputs(paths.metadata_path, paths.run_id)
 
 
 def test_a_run_killed_in_transform_is_cleaned_up_by_the_next(killed_run, movies_run):
