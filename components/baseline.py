@@ -46,9 +46,14 @@ def published(registry: str, model_name: str, mlflow_tracking_uri: str, download
             version = mlflow.MlflowClient().get_model_version_by_alias(model_name, MLFLOW_ALIAS)
         except MlflowException:
             return None, f"no MLflow model {model_name}@{MLFLOW_ALIAS} at {mlflow_tracking_uri}"
-        path = mlflow.artifacts.download_artifacts(  # MLflow downloads to a local folder
+        from components.mlflow_model import saved_model_path
+
+        downloaded = mlflow.artifacts.download_artifacts(  # MLflow downloads to a local folder
             artifact_uri=f"models:/{model_name}@{MLFLOW_ALIAS}", dst_path=download_dir
         )
+        # A pyfunc model (components/mlflow_model.py): the SavedModel is one of its artifacts,
+        # with the registry version's model_card.json beside it.
+        path = saved_model_path(downloaded)
         card_path = os.path.join(path, "model_card.json")
         card = {}
         if os.path.isfile(card_path):

@@ -33,9 +33,22 @@ from pipeline.version import code_fingerprint
 def push_to_mlflow(
     tracking_uri: str, name: str, saved_model_dir: str, card: dict, alias: str = "champion"
 ) -> str:
-    """Logs the model and its overall per-head metrics in a run, registers it, moves `alias`."""
+    """Logs the model as an MLflow pyfunc model (components/mlflow_model.py: servable by `mlflow
+    models serve`, its signature from the card's spec, its input example the first eval rows of
+    the examples it was trained on) with its overall per-head metrics and its model card in a
+    run, registers it, moves `alias`."""
     import mlflow
     from mlflow.tracking import MlflowClient
+
+    from components.mlflow_model import eval_input_example, log_pyfunc_model
+
+    example = None
+    examples_uri = card.get("data", {}).get("examples_uri")
+    if examples_uri:
+        try:
+            example = eval_input_example(examples_uri, card["spec"])
+        except Exception as e:  # an example is a nicety, never worth a failed push
+            print(f"[RegistryPusher] no MLflow input example from {examples_uri}: {e}")
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(name)
@@ -51,7 +64,7 @@ def push_to_mlflow(
                 "code_fingerprint": card["code_fingerprint"],
             }
         )
-        mlflow.log_artifacts(saved_model_dir, artifact_path="model")
+        log_pyfunc_model(saved_model_dir, card["spec"], input_example=example)
         mlflow.log_dict(card, "model_card.json")
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
     MlflowClient().set_registered_model_alias(name, alias, version.version)
