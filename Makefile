@@ -12,13 +12,23 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-fast test-airflow bench lint format setup data clean
+.PHONY: run test test-fast test-airflow bench lint format setup data clean browser
 
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
 
-test: lint
+test: lint browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The run report's browser test needs headless Chromium (Debian's package); installed when
+# missing. If it cannot be, the test says so loudly and is skipped.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the report's browser test"; \
+	  $(SUDO) apt-get install -y --no-install-recommends chromium >/dev/null \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium >/dev/null; } \
+	  || echo "WARNING: could not install chromium: the report's browser test will be SKIPPED"; }
 
 # Everything but the whole-pipeline runs (e2e): the unit and component tests, in a few minutes.
 test-fast: lint

@@ -29,7 +29,7 @@ NON_BLOCKING = {anomalies_pb2.AnomalyInfo.ENUM_TYPE_UNEXPECTED_STRING_VALUES}
 _TYPE_NAMES = {schema_pb2.INT: INT, schema_pb2.FLOAT: FLOAT, schema_pb2.BYTES: BYTES}
 
 
-__all__ = ["DataGate", "DataValidationError", "check_data"]
+__all__ = ["DataGate", "DataValidationError", "check_data", "read_data_artifacts"]
 
 
 def check_data(
@@ -242,6 +242,20 @@ def _load_by_split(artifact, filename: str, proto_cls) -> dict:
     return out
 
 
+def read_data_artifacts(statistics, schema, anomalies) -> tuple:
+    """(schema, {split: DatasetFeatureStatistics}, {split: Anomalies}) of the artifacts, as
+    check_data takes them."""
+    stats = {
+        split: lst.datasets[0]
+        for split, lst in _load_by_split(
+            statistics, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList
+        ).items()
+        if lst.datasets
+    }
+    found = _load_by_split(anomalies, "SchemaDiff.pb", anomalies_pb2.Anomalies)
+    return _load_schema(schema), stats, found
+
+
 def _load_schema(artifact) -> schema_pb2.Schema:
     path = os.path.join(artifact.uri, "schema.pbtxt")
     return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
@@ -256,19 +270,7 @@ def DataGate(  # noqa: N802 - a TFX component is named like a class
 ) -> None:
     """Fails the run with a readable summary when the data is not fit to transform."""
     parsed = Spec.from_dict(json.loads(spec))
-    stats = {
-        split: lst.datasets[0]
-        for split, lst in _load_by_split(
-            statistics, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList
-        ).items()
-        if lst.datasets
-    }
-    errors, warnings = check_data(
-        parsed,
-        _load_schema(schema),
-        stats,
-        _load_by_split(anomalies, "SchemaDiff.pb", anomalies_pb2.Anomalies),
-    )
+    errors, warnings = check_data(parsed, *read_data_artifacts(statistics, schema, anomalies))
     for w in warnings:
         print(f"[DataGate] warning: {w}")
     if errors:

@@ -24,6 +24,7 @@ from tfx.types import standard_artifacts
 
 from components.contract import SERVING_DIR
 from components.registry import copy_tree, open_registry
+from components.report import RunReportArtifact
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.mounts import to_remote
@@ -66,6 +67,9 @@ def push_to_mlflow(
         )
         log_pyfunc_model(saved_model_dir, card["spec"], input_example=example)
         mlflow.log_dict(card, "model_card.json")
+        page = os.path.join(saved_model_dir, constants.REPORT_FILE)
+        if os.path.exists(page):  # the run's report, shown by MLflow's UI as the run's artifact
+            mlflow.log_artifact(page)
     version = mlflow.register_model(f"runs:/{run.info.run_id}/model", name)
     MlflowClient().set_registered_model_alias(name, alias, version.version)
     return str(version.version)
@@ -91,6 +95,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     model_blessing: InputArtifact[standard_artifacts.ModelBlessing],
     evaluation: InputArtifact[standard_artifacts.ModelEvaluation],
     examples: InputArtifact[standard_artifacts.Examples],
+    report: InputArtifact[RunReportArtifact],
     pushed_model: OutputArtifact[standard_artifacts.PushedModel],
     registry: Parameter[str],
     spec: Parameter[str],
@@ -147,7 +152,10 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
         ],
         "evaluation": EvaluationSummary.from_tfma(evaluation.uri).to_dict(),
     }
-    version = reg.publish(parsed.name, serving, card)
+    # The run's report.html goes into the version beside the card (components/report.py).
+    page = os.path.join(report.uri, constants.REPORT_FILE)
+    extras = {constants.REPORT_FILE: page} if tf.io.gfile.exists(page) else {}
+    version = reg.publish(parsed.name, serving, card, extras=extras)
     destination = reg.path(parsed.name, version)
     _record(pushed_model, version, destination)
     print(f"[RegistryPusher] published {parsed.name} version {version}: {destination}")

@@ -178,18 +178,28 @@ class Registry:
             )
         return json.loads(self._read(os.path.join(self.path(name, version), CARD)))
 
-    def publish(self, name: str, saved_model_dir: str, card: dict, copy=shutil.copytree) -> int:
-        """Copies the SavedModel and its card in as the next version; returns that version."""
+    def publish(
+        self,
+        name: str,
+        saved_model_dir: str,
+        card: dict,
+        copy=shutil.copytree,
+        extras: dict | None = None,
+    ) -> int:
+        """Copies the SavedModel, the `extras` ({file name in the version: source file}, e.g.
+        the run's report.html) and the card in as the next version; returns that version."""
         if not os.path.isfile(os.path.join(saved_model_dir, "saved_model.pb")):
             raise RegistryError(f"{saved_model_dir} holds no saved_model.pb")
         with self._lock(name, fcntl.LOCK_SH):
-            return self._publish(name, saved_model_dir, card, copy)
+            return self._publish(name, saved_model_dir, card, copy, extras or {})
 
-    def _publish(self, name: str, saved_model_dir: str, card: dict, copy) -> int:
+    def _publish(self, name: str, saved_model_dir: str, card: dict, copy, extras: dict) -> int:
         folder = self.model_dir(name)
         staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=folder)
         try:
             copy(saved_model_dir, staging, dirs_exist_ok=True)
+            for file_name, source in extras.items():
+                tf_gfile_copy(source, os.path.join(staging, file_name))
             for _ in range(1000):
                 # A failed rename means another push took that number: look again.
                 version = self._highest_number(name) + 1
@@ -331,7 +341,9 @@ class ObjectStoreRegistry(Registry):
     def _copy(self, src: str, dst: str) -> None:
         copy_tree(src, dst, last=self.LAST)
 
-    def publish(self, name: str, saved_model_dir: str, card: dict) -> int:
+    def publish(
+        self, name: str, saved_model_dir: str, card: dict, extras: dict | None = None
+    ) -> int:
         import random
         import uuid
 
@@ -345,6 +357,8 @@ class ObjectStoreRegistry(Registry):
         version = None  # set once this publish holds the number alone
         try:
             self._copy(saved_model_dir, staging)
+            for file_name, source in (extras or {}).items():
+                tf_gfile_copy(source, os.path.join(staging, file_name))
             gfile.makedirs(claims)
             for _ in range(50):
                 number = self._highest_number(name) + 1
@@ -410,6 +424,13 @@ def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
     for rel in sorted(files, key=lambda r: (order.get(r, 0), r)):
         tf.io.gfile.makedirs(os.path.dirname(os.path.join(dst, rel)))
         tf.io.gfile.copy(os.path.join(src, rel), os.path.join(dst, rel), overwrite=True)
+
+
+def tf_gfile_copy(src: str, dst: str) -> None:
+    """One file, through tf.io.gfile (a report from a Kubeflow artifact store, say)."""
+    import tensorflow as tf
+
+    tf.io.gfile.copy(src, dst, overwrite=True)
 
 
 def open_registry(root: str) -> Registry:

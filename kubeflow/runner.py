@@ -34,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_ROOT = "data_root"
 TRAIN_ARGS = "train_args"
 BASELINE_STEP = "PublishedBaseline"
+REPORT_STEP = "RunReport"
 ENTRYPOINT = ("python", "-m", "kubeflow.entrypoint")
 
 ResourceSpec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
@@ -112,9 +113,10 @@ def kubeflow_pipeline(
         ),
     )
     for component in pipeline.components:
-        if component.id == BASELINE_STEP:
-            # KFP's cache is off for this step (compile_kubeflow); without a per-compile id
-            # the compiled package is the same for the same spec and flags.
+        if component.id in (BASELINE_STEP, REPORT_STEP):
+            # KFP's cache is off for the baseline step (compile_kubeflow) and the report's
+            # inputs change with every trained model; without a per-compile id the compiled
+            # package is the same for the same spec and flags.
             component.exec_properties["run"] = ""
     r = resources or Resources()
     for component in pipeline.components:

@@ -43,6 +43,62 @@ def _runner_command(command):
     return run
 
 
+def find_run_report(output: str) -> str | None:
+    """The newest report.html of the runs under `output` (a `mimo run --output` folder, a
+    pipeline root, or a report's own folder)."""
+    import glob
+
+    from pipeline.constants import REPORT_FILE
+
+    found = glob.glob(os.path.join(output, REPORT_FILE)) or glob.glob(
+        os.path.join(output, "**", "RunReport", "report", "*", REPORT_FILE), recursive=True
+    )
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def cmd_report(args) -> int:
+    """Prints where a run's (or a published version's) report.html is; opens nothing."""
+    from pipeline.constants import REPORT_FILE
+
+    if args.model:
+        from components.registry import open_registry
+
+        registry = open_registry(args.registry)
+        versions = registry.versions(args.model) if registry.exists() else []
+        if not versions:
+            print(f"error: no version of {args.model!r} in {registry.root}", file=sys.stderr)
+            return 2
+        version = args.version or versions[-1]
+        if version not in versions:
+            print(
+                f"error: {args.model} has no version {version} in {registry.root} "
+                f"(versions: {', '.join(map(str, versions))})",
+                file=sys.stderr,
+            )
+            return 2
+        path = os.path.join(registry.path(args.model, version), REPORT_FILE)
+        import tensorflow as tf
+
+        if not tf.io.gfile.exists(path):
+            print(
+                f"error: {args.model} version {version} has no {REPORT_FILE} ({path})",
+                file=sys.stderr,
+            )
+            return 2
+        print(path)
+        return 0
+    path = find_run_report(args.run)
+    if path is None:
+        print(
+            f"error: no run report under {os.path.abspath(args.run)} (a run writes one after "
+            "its Evaluator; `mimo run --output DIR` puts it under DIR)",
+            file=sys.stderr,
+        )
+        return 2
+    print(os.path.abspath(path))
+    return 0
+
+
 def cmd_models(args) -> int:
     from components.registry import RegistryError, open_registry
     from pipeline.evaluation.report import print_card, print_models
@@ -152,7 +208,7 @@ def cmd_options(args) -> int:
 
 
 # Commands that need no runner: their parser skips importing the orchestrators.
-OWN_COMMANDS = ("models", "validate", "schema", "options")
+OWN_COMMANDS = ("models", "validate", "schema", "options", "report")
 
 
 def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
@@ -189,6 +245,12 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
     models.add_argument("version", nargs="?", type=int)
     models.add_argument("--registry", default=os.path.join("runs", "registry"))
     models.set_defaults(func=cmd_models)
+    report = sub.add_parser("report", help="where a run's or a version's report.html is")
+    report.add_argument("--run", default="runs", help="a run's output folder (default: runs)")
+    report.add_argument("--model", help="a published model's name (the spec's name)")
+    report.add_argument("--version", type=int, help="its version (default: the newest)")
+    report.add_argument("--registry", default=os.path.join("runs", "registry"))
+    report.set_defaults(func=cmd_report)
     val = sub.add_parser("validate", help="load and validate a spec")
     val.add_argument("--spec", required=True)
     val.set_defaults(func=cmd_validate)

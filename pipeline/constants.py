@@ -21,6 +21,7 @@ INPUT_FINGERPRINT = "input_fingerprint"
 
 # Trainer: the training report (per-head metrics next to trivial baselines) in its model_run
 TRAINING_REPORT_FILE = "metrics.json"
+REPORT_FILE = "report.html"  # the run report (pipeline/evaluation/html_report.py)
 
 # CSV cells that mean "no value" unless the spec says otherwise (data.na_values), as R, pandas,
 # SQL exports and spreadsheets write them. `?` and `.` are left out on purpose (they are values in

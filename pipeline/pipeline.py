@@ -25,6 +25,7 @@ from components.baseline import Evaluator, PublishedBaseline
 from components.csv_example_gen import CsvExampleGen, CsvOptions
 from components.data_gate import DataGate
 from components.pusher import RegistryPusher
+from components.report import RunReport
 from pipeline import constants
 from pipeline.evaluation.eval_config import build_eval_config
 from pipeline.spec import Spec
@@ -197,6 +198,18 @@ def create_pipeline(
         eval_config=build_eval_config(spec),
     )
     components.append(evaluator)
+    # report.html, whatever the verdict (components/report.py); one per run (`run`).
+    report = RunReport(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_gen.outputs["schema"],
+        anomalies=example_validator.outputs["anomalies"],
+        model_run=trainer.outputs["model_run"],
+        evaluation=evaluator.outputs["evaluation"],
+        blessing=evaluator.outputs["blessing"],
+        spec=json.dumps(spec_dict),
+        run=run_id,
+    )
+    components.append(report)
     if registry:
         blessed = evaluator.outputs["blessing"].future()[0].custom_property(constants.BLESSED) == 1
         with Cond(blessed):
@@ -205,6 +218,7 @@ def create_pipeline(
                 model_blessing=evaluator.outputs["blessing"],
                 evaluation=evaluator.outputs["evaluation"],
                 examples=example_gen.outputs["examples"],
+                report=report.outputs["report"],
                 registry=registry,
                 spec=json.dumps(spec_dict),
                 mlflow_tracking_uri=mlflow_tracking_uri,

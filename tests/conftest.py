@@ -111,6 +111,7 @@ def _beam_service(module: str, port_flag: str, log_path, env=None):
         stderr=subprocess.STDOUT,
         cwd=REPO,
         env=env,
+        start_new_session=True,  # its workers too are stopped with it (_stop_beam_service)
     )
     deadline = time.time() + 120
     while True:
@@ -124,19 +125,38 @@ def _beam_service(module: str, port_flag: str, log_path, env=None):
     return server, port, log
 
 
+def _stop_beam_service(server, log, sig) -> None:
+    """`sig` (the service's own way to stop), then after 5 s its whole process group is killed:
+    a worker pool whose SDK harnesses are still up waited out a 30 s timeout before."""
+    import signal
+    import subprocess
+
+    server.send_signal(sig)
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    server.wait(timeout=30)
+    log.close()
+
+
 @pytest.fixture(scope="session")
 def beam_job_server(tmp_path_factory):
     """Beam's own Job API server on localhost (the API Flink and Spark job servers speak).
 
     Yields (endpoint, log path); the log records every job it ran."""
+    import signal
+
     log_path = tmp_path_factory.mktemp("job_server") / "job_server.log"
     server, port, log = _beam_service(
         "apache_beam.runners.portability.local_job_service_main", "--port", log_path
     )
     yield f"localhost:{port}", log_path
-    server.terminate()
-    server.wait(timeout=30)
-    log.close()
+    _stop_beam_service(server, log, signal.SIGTERM)
 
 
 @pytest.fixture(scope="session")
@@ -147,7 +167,6 @@ def beam_worker_pool(tmp_path_factory):
 
     Yields (the pool's host:port, log path)."""
     import signal
-    import subprocess
     import sys
 
     log_path = tmp_path_factory.mktemp("worker_pool") / "worker_pool.log"
@@ -159,12 +178,7 @@ def beam_worker_pool(tmp_path_factory):
         env=dict(os.environ, PATH=path, TF_USE_LEGACY_KERAS="1"),
     )
     yield f"localhost:{port}", log_path
-    server.send_signal(signal.SIGINT)  # the pool's own way to stop (KeyboardInterrupt)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    _stop_beam_service(server, log, signal.SIGINT)  # the pool's own way: KeyboardInterrupt
 
 
 # -- one whole pipeline run shared by the tests that read its outputs -------------------------

@@ -177,6 +177,21 @@ def _layers_behind(tensor) -> list:
     return out
 
 
+def model_summary(model: keras.Model, spec: Spec) -> dict:
+    """The trained network's size for the run report: parameters in all, and per input its
+    tower's output width and parameters (the layers from the input to its tower's output)."""
+    towers = {}
+    for item in spec.inputs:
+        layer = model.get_layer(f"{item.name}_or_missing")
+        tower = layer.input[0]
+        towers[item.name] = {
+            "modality": item.modality,
+            "width": int(tower.shape[-1]),
+            "parameters": int(keras.Model(model.inputs, tower).count_params()),
+        }
+    return {"parameters": int(model.count_params()), "towers": towers}
+
+
 def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras.Model:
     """The uncompiled model; outputs are a dict keyed by head name."""
     inputs, towers = build_towers(spec, info)

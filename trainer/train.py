@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,7 +16,7 @@ from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
 from trainer.balancing import make_balancer
 from trainer.data import collect_labels, make_dataset, should_cache
-from trainer.model import FeatureInfo, build_model, compile_model
+from trainer.model import FeatureInfo, build_model, compile_model, model_summary
 from trainer.selection import LogBalance, PerHeadSelection, selected
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def train(
     callbacks.append(selection)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    started = time.time()
     history = model.fit(
         train_ds,
         validation_data=validation_ds,
@@ -135,6 +137,8 @@ def train(
         callbacks=callbacks,
         verbose=2,
     )
+    seconds = time.time() - started
+    summary = model_summary(model, spec)  # the trained network, before any per-head copies
     val_losses = history.history.get("val_loss", [])
     if isinstance(selection, PerHeadSelection):
         with strategy.scope():
@@ -158,6 +162,8 @@ def train(
         loss_balancing=spec.training["loss_balancing"],
         epochs_run=len(val_losses),
         best_epochs=best_epochs,
+        seconds=round(seconds, 2),
+        model=summary,
     )
     return TrainResult(model, info, history.history, report)
 

@@ -42,6 +42,8 @@ def print_run(spec: Spec, outputs: dict, metadata_path: str) -> None:
     blessed = blessing.custom_properties[constants.BLESSED].int_value == 1
     print_evaluation(spec, EvaluationSummary.from_tfma(evaluator["evaluation"][0].uri), blessed)
     print_push(outputs.get("RegistryPusher", {}).get("pushed_model", []))
+    for artifact in outputs.get("RunReport", {}).get("report", []):
+        print(f"Report: {os.path.join(artifact.uri, constants.REPORT_FILE)}")
 
 
 def print_push(pushed: list) -> None:

@@ -162,10 +162,8 @@ class EvaluationSummary:
             for slice_name, values in self.metrics.get(head.name, {}).items():
                 if slice_name == OVERALL or key not in values:
                     continue
-                # With label masks, the weighted count is the examples with this head's label.
-                count = values.get(
-                    "weighted_example_count", values.get("example_count", MIN_SLICE_EXAMPLES)
-                )
+                count = examples_in(values)
+                count = MIN_SLICE_EXAMPLES if count is None else count
                 if "auc" in metric and values[key] in (0.0, 1.0):
                     continue  # one class only in this slice: its AUC says nothing
                 if count >= MIN_SLICE_EXAMPLES:
@@ -188,6 +186,16 @@ class EvaluationSummary:
             value = self.value(head.name, head.head_type.summary_key(metric))
             parts.append(f"{head.name} {metric}={fmt(value)}")
         return "; ".join(parts)
+
+
+def examples_in(values: dict) -> float | None:
+    """A slice's example count from its metrics. With label masks, the weighted count is the
+    examples with this head's label; a multilabel head counts per label (all the same)."""
+    for key in ("weighted_example_count", "example_count"):
+        for name in (key, f"{key}/class_0"):
+            if name in values:
+                return values[name]
+    return None
 
 
 def headline_metric(head: OutputSpec) -> str:

@@ -75,6 +75,10 @@ class HeadType(Configurable):
     accepts_class_weights: ClassVar[bool] = False
     # TFMA metrics reported for every head of the type, never gated.
     tfma_extras: ClassVar[tuple[str, ...]] = ("ExampleCount",)
+    # The plots report.html shows for the head besides its gates, learning curves and slices
+    # (pipeline/evaluation/html_report.py: roc_pr, calibration, confusion, label_auc, slice_means);
+    # each reads TFMA's plots or metrics, so tfma_extras must ask for what they read.
+    report_plots: ClassVar[tuple[str, ...]] = ()
     activation: ClassVar[str | None] = None
 
     @property

@@ -65,7 +65,15 @@ class Binary(HeadType):
             trivial=lambda y_train, y_eval: max(_rate(y_eval), 1 - _rate(y_eval)),
         ),
     }
-    tfma_extras = ("Calibration", "MeanLabel", "MeanPrediction", "ExampleCount")
+    tfma_extras = (
+        "Calibration",
+        "MeanLabel",
+        "MeanPrediction",
+        "ExampleCount",
+        "ConfusionMatrixPlot",
+        "CalibrationPlot",
+    )
+    report_plots = ("roc_pr", "calibration")
 
     def transform_label(self, x, head):
         options = head.options

@@ -92,6 +92,7 @@ class Multiclass(HeadType):
         ),
     }
     tfma_extras = ("ExampleCount", "MultiClassConfusionMatrixPlot")
+    report_plots = ("confusion",)
 
     def resolve(self, given):
         options, errors = super().resolve(given)

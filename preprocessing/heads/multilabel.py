@@ -198,6 +198,8 @@ class Multilabel(HeadType):
         return [y[:, j].astype(np.int64) for j in range(y.shape[1])]
 
     # -- evaluation: gates on the macro average over labels; every label's own value reported --
+    report_plots = ("label_auc",)
+
     def summary_key(self, metric):
         return f"{self.metric_table[metric].tfma_key}/macro"
 

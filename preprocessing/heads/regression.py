@@ -36,6 +36,7 @@ class Regression(HeadType):
         ),
     }
     tfma_extras = ("MeanLabel", "MeanPrediction", "Calibration", "ExampleCount")
+    report_plots = ("slice_means",)
 
     def transform_label(self, x, head):
         values, present = dense_with_mask(x, 0)

@@ -117,6 +117,8 @@ def test_two_pushes_make_versions_1_and_2_and_move_the_alias(mlflow_server, tmp_
     from mlflow.tracking import MlflowClient
 
     model = tiny_saved_model(tmp_path / "model", 1)
+    with open(os.path.join(model, "report.html"), "w") as f:  # as a registry version holds it
+        f.write("<html>run report</html>")
     assert push_to_mlflow(mlflow_server, "movies", model, card(1, 19.0)) == "1"
     assert push_to_mlflow(mlflow_server, "movies", model, card(2, 18.5)) == "2"
     client = MlflowClient(tracking_uri=mlflow_server)
@@ -133,6 +135,8 @@ def test_two_pushes_make_versions_1_and_2_and_move_the_alias(mlflow_server, tmp_
         assert {"model/MLmodel", "model/python_model.pkl"} <= files  # an MLflow pyfunc model
         saved = {f.path for f in client.list_artifacts(run.info.run_id, "model/artifacts/model")}
         assert "model/artifacts/model/saved_model.pb" in saved
+        # The run's report is the MLflow run's own artifact (its UI shows HTML).
+        assert "report.html" in {f.path for f in client.list_artifacts(run.info.run_id)}
 
 
 def test_the_champion_is_the_baseline_after_the_alias_moves_back(mlflow_server, tmp_path):

@@ -32,7 +32,10 @@ def test_urls_open_the_object_store_registry_and_paths_the_filesystem_one(tmp_pa
 def test_versions_cards_and_rollback_through_gfile(tmp_path):
     reg = ObjectStoreRegistry(str(tmp_path / "registry"))
     assert not reg.exists() and reg.versions("m") == []
-    assert reg.publish("m", fake_saved_model(tmp_path / "a", b"A"), {"note": "a"}) == 1
+    (tmp_path / "report.html").write_text("<html>a</html>")
+    extras = {"report.html": str(tmp_path / "report.html")}
+    model = fake_saved_model(tmp_path / "a", b"A")
+    assert reg.publish("m", model, {"note": "a"}, extras=extras) == 1
     assert reg.publish("m", fake_saved_model(tmp_path / "b", b"B"), {"note": "b"}) == 2
     assert reg.exists() and reg.models() == ["m"] and reg.versions("m") == [1, 2]
     assert reg.card("m", 2)["note"] == "b" and reg.card("m", 2)["version"] == 2
@@ -40,6 +43,8 @@ def test_versions_cards_and_rollback_through_gfile(tmp_path):
     with open(os.path.join(reg.path("m", 3), "saved_model.pb"), "rb") as f:
         assert f.read() == b"A"
     assert reg.card("m", 3)["rollback_of"] == 1
+    with open(os.path.join(reg.path("m", 3), "report.html")) as f:
+        assert f.read() == "<html>a</html>"  # published beside the model, kept by a rollback
     # Nothing of the publishes is left: no staging folder, no claim.
     assert sorted(os.listdir(reg.model_dir("m"))) == [CLAIMS, "1", "2", "3"]
     assert os.listdir(os.path.join(reg.model_dir("m"), CLAIMS)) == []

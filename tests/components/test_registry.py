@@ -31,14 +31,21 @@ def test_versions_are_consecutive_integers_with_cards(tmp_path):
 
 
 def test_rollback_republishes_as_newest(tmp_path):
+    """... with the files published beside the model (the run's report)."""
     reg = Registry(tmp_path / "registry")
-    reg.publish("m", fake_saved_model(tmp_path / "a", b"A"), {"note": "a"})
+    (tmp_path / "report.html").write_text("<html>a</html>")
+    extras = {"report.html": str(tmp_path / "report.html")}
+    reg.publish("m", fake_saved_model(tmp_path / "a", b"A"), {"note": "a"}, extras=extras)
     reg.publish("m", fake_saved_model(tmp_path / "b", b"B"), {"note": "b"})
     assert reg.rollback("m", 1) == 3
     with open(os.path.join(reg.path("m", 3), "saved_model.pb"), "rb") as f:
         assert f.read() == b"A"
     card = reg.card("m", 3)
     assert card["rollback_of"] == 1 and card["note"] == "a" and card["version"] == 3
+    for version in (1, 3):
+        with open(os.path.join(reg.path("m", version), "report.html")) as f:
+            assert f.read() == "<html>a</html>"
+    assert not os.path.exists(os.path.join(reg.path("m", 2), "report.html"))
 
 
 def test_failed_copy_leaves_registry_unchanged(tmp_path):

@@ -78,7 +78,7 @@ def test_trainer_asks_for_gpus_and_every_step_for_cpu_and_memory(compiled):
     assert trainer["accelerator"] == {"type": "NVIDIA_L4", "count": "2"}
     assert trainer["cpuRequest"] == 8 and trainer["memoryLimit"] == 32
     pods = [e["container"] for e in executors.values() if "container" in e]
-    assert len(pods) == 10  # every component
+    assert len(pods) == 11  # every component
     for container in pods:
         assert container["image"] == IMAGE
         assert container["resources"]["cpuRequest"] >= 1

@@ -38,4 +38,6 @@ def test_notebook_runs_every_step_and_shows_each_result(tmp_path, monkeypatch):
     assert "Evaluation (eval split; gates from the spec)" in outputs
     assert "slice_mpaa=" in outputs and "slice_decade=" in outputs  # per slice
     assert "registry versions: [1]" in outputs  # the fixture's lenient gates bless it
-    assert os.path.isdir(tmp_path / "out" / "registry" / "movies_fixture" / "1")
+    assert "report: " in outputs  # the run report, shown inline
+    # The published version carries the run's report beside its model card.
+    assert os.path.isfile(tmp_path / "out" / "registry" / "movies_fixture" / "1" / "report.html")

@@ -61,3 +61,32 @@ def test_printed_table_and_decision(spec, capsys):
     assert "slice_decade=1990" in out and "(overall 18.0000, 30 examples)" in out
     assert "NOT blessed; failing:" in out
     assert "  - oscar auc = 0.7000: value 0.7000 is outside lower bound 0.8" in out
+
+
+def test_the_html_report_shows_a_failed_gate_its_reason_and_a_section_that_failed(spec):
+    """report.html from a card's evaluation (no run): the verdict, the failing gate in red with
+    TFMA's reason, the weakest slice, every head's section; a section that cannot be drawn says
+    so and the rest of the page is still there."""
+    import re
+
+    from pipeline.evaluation.html_report import RunFacts, render
+
+    summary = EvaluationSummary.from_dict(card_evaluation())
+    facts = RunFacts(spec=spec, summary=summary, blessed=False, baseline_version=3)
+    facts.training = {"heads": {"meter": "not a training report"}}  # breaks meter's section
+    page = render(facts)
+    assert "NOT blessed" in page
+    assert re.findall(r"<section class=\"head\" id=\"head-(\w+)\">", page) == [
+        "meter",
+        "oscar",
+        "genre",
+    ]
+    oscar = page[page.index('id="head-oscar"') : page.index('id="head-genre"')]
+    assert '<tr class="fail"><td>auc</td><td>0.7000</td>' in oscar
+    assert "value 0.7000 is outside lower bound 0.8" in oscar
+    assert "Weakest slice: slice_mpaa=R" in oscar  # the one-class slice is never the weakest
+    assert "published model (v3)" in oscar
+    meter = page[: page.index('id="head-oscar"')]
+    assert "This section could not be drawn" in meter  # and meter's gates are still there
+    assert '<tr class="pass"><td>mae</td><td>18.0000</td><td>17.5000</td>' in meter
+    assert "http://" not in page and "https://" not in page and "<script" not in page

@@ -3,7 +3,10 @@
 import glob
 import os
 import shutil
+import subprocess
+import sys
 
+import browser
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +15,7 @@ import yaml
 from conftest import (
     DIGITS_FIXTURE_SPEC,
     MOVIES_FIXTURE_CSV,
+    REPO,
 )
 from helpers import MESSY_LABELS, cli_run
 
@@ -266,6 +270,67 @@ def test_numbers_stay_float_and_awkward_columns_serve_by_input_name(movies_run):
     for head in ("meter", "oscar", "genre"):
         assert np.all(np.isfinite(by_example[head].numpy()))
         assert np.allclose(by_name[head].numpy(), by_example[head].numpy(), atol=1e-4), head
+
+
+def test_the_run_report_opens_in_a_browser_with_every_head_and_every_plot(movies_run, tmp_path):
+    """report.html of the shared run in headless Chromium: no console error, a section per head
+    with its gate table, every plot image decoded (natural width > 0), nothing fetched from the
+    network; `mimo report --run` prints its path."""
+    spec, paths, outputs = movies_run
+    path = os.path.join(outputs["RunReport"]["report"][0].uri, "report.html")
+    if browser.CHROMIUM is None:
+        pytest.skip(
+            "NO BROWSER: Debian's chromium is not installed and `make test` could not install "
+            "it (apt-get install chromium); the report's browser test did not run"
+        )
+    page, seconds = browser.open_page(path, screenshot=str(tmp_path / "report.png"))
+    try:
+        found = page.evaluate(
+            """({
+            heads: [...document.querySelectorAll('section.head')].map(s => s.id),
+            gates: document.querySelectorAll('section.head table').length,
+            images: [...document.images].map(i => [i.alt, i.complete && i.naturalWidth]),
+            external: [...document.querySelectorAll('[src],[href]')]
+                .map(e => e.getAttribute('src') || e.getAttribute('href'))
+                .filter(u => /^(https?:)?[/][/]/.test(u)),
+            scripts: document.scripts.length,
+            })"""
+        )
+        errors = page.errors()
+    finally:
+        browser.close(page)
+    print(
+        f"report: {os.path.getsize(path) // 1024} kB, loaded in {seconds:.2f} s, "
+        f"{len(found['images'])} plots"
+    )
+    assert errors == []
+    assert found["heads"] == [f"head-{h.name}" for h in spec.outputs]
+    assert found["gates"] >= len(spec.outputs)
+    assert found["external"] == [] and found["scripts"] == 0
+    alts = [alt for alt, _ in found["images"]]
+    assert all(width and width > 0 for _, width in found["images"]), found["images"]
+    # What each head type asks for: curves and slices for all, ROC/PR and reliability for the
+    # binary head, AUC per label for the multilabel one, predicted vs actual for the regression.
+    for expected in (
+        "meter: learning curves",
+        "meter: predicted vs actual by slice",
+        "oscar: ROC",
+        "oscar: precision-recall",
+        "oscar: reliability diagram",
+        "genre: AUC per label",
+        "genre: learning curves",
+    ):
+        assert expected in alts, (expected, alts)
+    assert any(a.endswith("by slice") and a.startswith("oscar") for a in alts)
+    assert os.path.getsize(tmp_path / "report.png") > 10_000
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--run", os.path.dirname(spec.source)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == path
 
 
 def test_training_report_compares_every_head_with_its_trivial_baseline(movies_run):
