@@ -3,9 +3,10 @@
 TFX's own Pusher names versions by timestamp and copies in place; this component publishes with
 integer versions and an atomic rename (components/registry.py), writes `model_card.json` (spec
 and code fingerprints, the data it was trained on, every head's metrics overall and per slice,
-the gates and their results, the baseline it was compared with), and, when an MLflow tracking
-URI is given, registers the model there as a new version and moves an alias to it. The pipeline
-runs it only when the Evaluator blessed the model (`Cond`); it checks the blessing again itself.
+the gates and their results, the baseline it was compared with) and the run's `report.html`
+beside it, and, when an MLflow tracking URI is given, registers the model there as a new version
+and moves an alias to it. The pipeline runs it only when the Evaluator blessed the model
+(`Cond`); it checks the blessing again itself.
 """
 
 import json

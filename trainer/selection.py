@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import tf_keras as keras
 
@@ -120,6 +121,38 @@ def selected(model, selection: PerHeadSelection, spec: Spec, info, build) -> ker
         for h in spec.outputs
     }
     return keras.Model(model.input, outputs, name=spec.name)
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch on the terminal (Keras' own epoch lines go to the run's log): the
+    epoch, its time, and each head's watched validation metric, `*` when it is the head's best
+    so far, e.g. `[Trainer] epoch 3/10 (4.2 s): val_meter_mae 19.8100*, val_oscar_auc 0.8712`."""
+
+    def __init__(self, spec: Spec, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.watch = {h.name: watched(spec, h) for h in spec.outputs}
+        self.best = dict.fromkeys(self.watch, -math.inf)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        parts = []
+        for head, (key, sign) in self.watch.items():
+            value = logs.get(key)
+            if value is None or math.isnan(value):
+                continue
+            mark = ""
+            if sign * value > self.best[head]:
+                self.best[head], mark = sign * value, "*"
+            parts.append(f"{key} {value:.4f}{mark}")
+        seconds = time.time() - self.started
+        print(
+            f"[Trainer] epoch {epoch + 1}/{self.epochs} ({seconds:.1f} s): " + ", ".join(parts),
+            flush=True,
+        )
 
 
 class LogBalance(keras.callbacks.Callback):

@@ -17,7 +17,7 @@ from preprocessing import HEAD_TYPES
 from trainer.balancing import make_balancer
 from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model, model_summary
-from trainer.selection import LogBalance, PerHeadSelection, selected
+from trainer.selection import EpochLine, LogBalance, PerHeadSelection, selected
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def train(
         model.configure(spec, info, balancer)
 
     patience = spec.training["early_stopping_patience"]
-    callbacks = [LogBalance(spec, balancer)]
+    callbacks = [LogBalance(spec, balancer), EpochLine(spec, epochs)]
     if spec.training["selection"] == "per_head":
         selection = PerHeadSelection(spec, patience)
     else:

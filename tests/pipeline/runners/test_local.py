@@ -331,6 +331,19 @@ def test_the_run_report_opens_in_a_browser_with_every_head_and_every_plot(movies
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == path
+    # The published version carries it too (the shared run published version 2).
+    registry = os.path.join(os.path.dirname(spec.source), "registry")
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--model", spec.name]
+        + ["--registry", registry],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == os.path.join(registry, spec.name, "2", "report.html")
+    with open(result.stdout.strip(), encoding="utf-8") as copy, open(path, encoding="utf-8") as f:
+        assert copy.read() == f.read()
 
 
 def test_training_report_compares_every_head_with_its_trivial_baseline(movies_run):
@@ -519,6 +532,9 @@ def test_failing_gate_pushes_nothing_then_a_good_run_becomes_the_next_version(
     result = cli_run(tmp_path / "retrain.yaml", output, *portable_flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Blessed: every head passed its gates." in result.stdout, result.stdout[-3000:]
+    # One line per epoch on the terminal, each head's watched validation metric on it.
+    epoch_1 = next(line for line in result.stdout.splitlines() if "[Trainer] epoch 1/5" in line)
+    assert all(f"val_{h.name}_" in epoch_1 for h in spec.outputs), epoch_1
     assert registry.versions(spec.name) == [2, 3]
     card = registry.card(spec.name, 3)
     assert card["baseline"]["version"] == 2
