@@ -40,7 +40,7 @@ class RunFacts:
     summary: EvaluationSummary | None = None
     blessed: bool | None = None
     baseline_version: int | None = None
-    training: dict | None = None  # the Trainer's training report (training_report.json)
+    training: dict | None = None  # the Trainer's training report (constants.TRAINING_REPORT_FILE)
     plot_data: dict = field(default_factory=dict)  # head -> TFMA plot name -> PlotData (overall)
     rows: dict = field(default_factory=dict)  # split -> examples
     missing: dict = field(default_factory=dict)  # split -> {column: fraction missing}
