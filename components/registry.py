@@ -170,6 +170,11 @@ class Registry:
     def path(self, name: str, version: int) -> str:
         return os.path.join(self.model_dir(name), str(version))
 
+    def version_file(self, name: str, version: int, file_name: str) -> str | None:
+        """The path of a file published in a version (e.g. report.html), None if it has none."""
+        path = os.path.join(self.path(name, version), file_name)
+        return path if self._isfile(path) else None
+
     def card(self, name: str, version: int) -> dict:
         if version is None or self._fault(name, str(version)) is not None:
             known = ", ".join(map(str, self.versions(name))) or "none"

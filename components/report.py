@@ -18,7 +18,7 @@ from tfx.types import artifact, standard_artifacts
 
 from components.data_gate import check_data, read_data_artifacts
 from pipeline import constants
-from pipeline.evaluation.html_report import REPORT_FILE, RunFacts, render
+from pipeline.evaluation.html_report import RunFacts, render
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.spec import Spec
 
@@ -117,6 +117,7 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
     facts = run_facts(parsed, statistics, schema, anomalies, model_run, evaluation, blessing, run)
     page = render(facts)
     tf.io.gfile.makedirs(report.uri)
-    with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE), "w") as f:
+    path = os.path.join(report.uri, constants.REPORT_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
         f.write(page)
-    print(f"[RunReport] {os.path.join(report.uri, REPORT_FILE)} ({len(page) // 1024} kB)")
+    print(f"[RunReport] {path} ({len(page) // 1024} kB)")

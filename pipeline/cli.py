@@ -50,9 +50,13 @@ def find_run_report(output: str) -> str | None:
 
     from pipeline.constants import REPORT_FILE
 
-    found = glob.glob(os.path.join(output, REPORT_FILE)) or glob.glob(
-        os.path.join(output, "**", "RunReport", "report", "*", REPORT_FILE), recursive=True
-    )
+    found = []
+    for pattern in (
+        (REPORT_FILE,),  # a report's own folder
+        ("RunReport", "report", "*", REPORT_FILE),  # a pipeline root
+        ("pipelines", "*", "RunReport", "report", "*", REPORT_FILE),  # `--output` (run_paths)
+    ):
+        found += glob.glob(os.path.join(output, *pattern))
     return max(found, key=os.path.getmtime) if found else None
 
 
@@ -76,12 +80,11 @@ def cmd_report(args) -> int:
                 file=sys.stderr,
             )
             return 2
-        path = os.path.join(registry.path(args.model, version), REPORT_FILE)
-        import tensorflow as tf
-
-        if not tf.io.gfile.exists(path):
+        path = registry.version_file(args.model, version, REPORT_FILE)
+        if path is None:
             print(
-                f"error: {args.model} version {version} has no {REPORT_FILE} ({path})",
+                f"error: {args.model} version {version} has no {REPORT_FILE} "
+                f"({registry.path(args.model, version)})",
                 file=sys.stderr,
             )
             return 2

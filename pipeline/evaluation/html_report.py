@@ -16,8 +16,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from pipeline import constants
 from pipeline.evaluation import plots
+from pipeline.evaluation.report import versus_trivial
 from pipeline.evaluation.summary import (
     MIN_SLICE_EXAMPLES,
     OVERALL,
@@ -28,7 +28,6 @@ from pipeline.evaluation.summary import (
 )
 from pipeline.spec import OutputSpec, Spec
 
-REPORT_FILE = constants.REPORT_FILE
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +39,7 @@ class RunFacts:
     summary: EvaluationSummary | None = None
     blessed: bool | None = None
     baseline_version: int | None = None
-    training: dict | None = None  # the Trainer's training report (constants.TRAINING_REPORT_FILE)
+    training: dict | None = None  # the Trainer's (pipeline.constants.TRAINING_REPORT_FILE)
     plot_data: dict = field(default_factory=dict)  # head -> TFMA plot name -> PlotData (overall)
     rows: dict = field(default_factory=dict)  # split -> examples
     missing: dict = field(default_factory=dict)  # split -> {column: fraction missing}
@@ -124,14 +123,10 @@ def _training(facts: RunFacts, head: OutputSpec) -> tuple[str, list]:
     if not report or head.name not in report.get("heads", {}):
         return "", []
     h = report["heads"][head.name]
-    rows = []
-    for metric, value in h["metrics"].items():
-        base = h["baseline"].get(metric)
-        better = ""
-        if base is not None:
-            higher = h["higher_is_better"].get(metric, metric != "loss")
-            better = "yes" if (value > base if higher else value < base) else "NO"
-        rows.append([metric, fmt(value), fmt(base), better])
+    rows = [
+        [metric, fmt(value), fmt(base), {None: "", True: "yes", False: "NO"}[better]]
+        for metric, value, base, better in versus_trivial(h)
+    ]
     text = (
         f"<p>Validation split: {h['examples']} examples with this head's label "
         f"({h.get('train_examples', '?')} in training).</p>"

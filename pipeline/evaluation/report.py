@@ -99,17 +99,28 @@ def print_training_report(model_run_uri: str) -> None:
         print(f"  rows with the head's label (train/validation): {labelled}")
     print(f"  {'head':12s} {'metric':16s} {'model':>10s} {'trivial':>10s}  better?")
     for head, h in report["heads"].items():
-        for metric, value in h["metrics"].items():
-            base = h["baseline"].get(metric)
+        for metric, value, base, better in versus_trivial(h):
             if base is None:
                 print(f"  {head:12s} {metric:16s} {value:10.4f} {'':>10s}")
                 continue
-            higher = h["higher_is_better"].get(metric, metric != "loss")
-            better = value > base if higher else value < base
             print(
                 f"  {head:12s} {metric:16s} {value:10.4f} {base:10.4f}  "
                 f"{'yes' if better else 'NO'}"
             )
+
+
+def versus_trivial(head_report: dict) -> list[tuple]:
+    """[(metric, the model's value, the trivial predictor's (None: none), better than it
+    (None: nothing to compare))] of one head in the training report."""
+    rows = []
+    for metric, value in head_report["metrics"].items():
+        base = head_report["baseline"].get(metric)
+        better = None
+        if base is not None:
+            higher = head_report["higher_is_better"].get(metric, metric != "loss")
+            better = value > base if higher else value < base
+        rows.append((metric, value, base, better))
+    return rows
 
 
 def print_evaluation(spec: Spec, summary: EvaluationSummary, blessed: bool) -> None:
