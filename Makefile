@@ -12,12 +12,12 @@ PYTEST_ARGS ?=
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: run test test-fast test-airflow bench lint format setup data clean browser
+.PHONY: run test test-fast test-airflow bench lint format setup data clean browser postgres
 
 run: $(STAMP)
 	$(VENV)/bin/mimo run --spec $(SPEC) --output $(OUT) $(RUN_ARGS)
 
-test: lint browser
+test: lint browser postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The run report's browser test needs headless Chromium (Debian's package); installed when
@@ -30,13 +30,24 @@ browser:
 	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends chromium >/dev/null; } \
 	  || echo "WARNING: could not install chromium: the report's browser test will be SKIPPED"; }
 
+# Airflow's scheduler test keeps its metadata in PostgreSQL (Debian's package; the test starts its
+# own server on loopback): installed when missing, else that test is skipped loudly.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "Installing Debian's postgresql for Airflow's scheduler test"; \
+	  $(SUDO) apt-get install -y --no-install-recommends postgresql >/dev/null \
+	  || { $(SUDO) apt-get update >/dev/null && $(SUDO) apt-get install -y --no-install-recommends postgresql >/dev/null; } \
+	  || echo "WARNING: could not install postgresql: Airflow's scheduler test will be SKIPPED"; }
+
 # Everything but the whole-pipeline runs (e2e): the unit and component tests, in a few minutes.
 test-fast: lint
 	$(PY) -m pytest -m "not e2e and not airflow_run" $(PYTEST_ARGS)
 
-# A full Airflow run (dag.test()) of the fixture pipeline; `make test` only loads the DAG.
-test-airflow: $(STAMP)
-	$(PY) -m pytest -m airflow_run tests/pipeline/runners/test_airflow.py $(PYTEST_ARGS)
+# Every Airflow test: the DAG file, the real scheduler's run (also in `make test`) and a
+# dag.test() run with no database server.
+test-airflow: $(STAMP) postgres
+	$(PY) -m pytest -m "" tests/pipeline/runners/test_airflow.py \
+	  tests/pipeline/runners/test_airflow_scheduler.py $(PYTEST_ARGS)
 
 # Benchmarks (bench/run.py): JSON, a markdown summary and plots under bench/results/.
 # BENCH_SCALES=0.02,0.1,1,10,100 adds the 100x data (hours); BENCH_ARGS='--skip penguin,beam' etc.

@@ -99,7 +99,10 @@ def launch_step(plan: dict, step: str, run_id: str, try_number: int = 1) -> None
     component._resolve_pip_dependencies(root)  # noqa: SLF001 - as AirflowDagRunner does
     info = pipeline.pipeline_info
     info.run_id = run_id
-    print(f"[mimo] {step} of {info.pipeline_name}, run {run_id}, try {try_number}")
+    # The process is named for whoever must find it (a stuck or killed try).
+    print(
+        f"[mimo] {step} of {info.pipeline_name}, run {run_id}, try {try_number}, process {os.getpid()}"
+    )
     RetrySafeLauncher.create(
         component=component,
         pipeline_info=info,

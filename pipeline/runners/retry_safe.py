@@ -22,14 +22,9 @@ i.e. the killed try's unpublished outputs.
   a clear error if no try of it finished).
 A first try takes TFX's own path unchanged. This relies on TFX 1.16 internals
 (`_prepare_execution`, `_artifact_and_event_pairs`, `_ArtifactState`, the `state` property);
-tests/pipeline/runners/test_airflow.py runs a retry through real Airflow and the real steps.
-
-`MIMO_FAIL_ONCE=<step>:<marker file>` makes that step's executor fail once, after its execution
-was registered and with a partial output written, unless the marker file exists (it is created
-first): the switch the retry test sets, never set in production.
+tests/pipeline/runners/test_airflow_scheduler.py kills a Trainer mid-training under Airflow's
+real scheduler and checks that the retry's model is the one pushed.
 """
-
-import os
 
 import absl
 from ml_metadata.proto import metadata_store_pb2 as mlmd_pb2
@@ -39,7 +34,6 @@ from tfx.orchestration.launcher.in_process_component_launcher import (
 )
 
 FAILED = "failed"  # a value of TFX's legacy `state` execution property, beside new/complete/cached
-FAULT_SWITCH = "MIMO_FAIL_ONCE"
 
 
 def _state(execution) -> str:
@@ -190,16 +184,3 @@ class RetrySafeLauncher(InProcessComponentLauncher):
             metadata_connection=RetrySafeMetadata(metadata_connection.connection_config),
             **kwargs,
         )
-
-    def _run_executor(self, execution_id, input_dict, output_dict, exec_properties) -> None:
-        step, _, marker = os.environ.get(FAULT_SWITCH, "").partition(":")
-        if step == self._component_info.component_id and marker and not os.path.exists(marker):
-            with open(marker, "w") as f:
-                f.write(str(execution_id))
-            for artifacts in output_dict.values():  # what a killed try leaves behind
-                for a in artifacts:
-                    os.makedirs(a.uri, exist_ok=True)
-                    with open(os.path.join(a.uri, "partial"), "w") as f:
-                        f.write("a try that failed")
-            raise RuntimeError(f"{FAULT_SWITCH}: {step} fails once (execution {execution_id})")
-        super()._run_executor(execution_id, input_dict, output_dict, exec_properties)

@@ -1,5 +1,6 @@
 """Airflow: the DAG file loaded by real Apache Airflow's DagBag (in `make test`), and a full
-`dag.test()` run on the fixture data producing a pushed model (`make test-airflow`).
+`dag.test()` run on the fixture data producing a pushed model, with no database server
+(`make test-airflow`). The real scheduler's run is test_airflow_scheduler.py.
 
 Airflow runs in a subprocess with its own AIRFLOW_HOME and SQLite metadata, so its settings and
 logging never touch the test session.
@@ -219,52 +220,6 @@ def test_a_dag_file_written_by_mimo_compile_airflow_loads(tmp_path, fixture_spec
     assert result["start_date"].startswith("2026-10-01")
     local = create_pipeline(fixture_spec, str(tmp_path / "local"), registry=str(tmp_path / "r"))
     assert set(result["tasks"]) == {node.id for node in local.components}
-
-
-@pytest.mark.airflow_run
-@pytest.mark.e2e
-def test_a_failed_trainer_is_retried_in_the_same_dag_run_and_the_retry_is_pushed(tmp_path):
-    """dag.test() of the fixture DAG with the Trainer made to fail once after its execution was
-    registered and a partial output written (MIMO_FAIL_ONCE); Airflow's retry runs it again in
-    the same DAG run, which TFX's own launcher refused (AlreadyExistsError)."""
-    from ml_metadata.metadata_store import metadata_store
-    from tfx.orchestration.metadata import sqlite_metadata_connection_config
-
-    from components.registry import Registry
-
-    spec_file = fixture_spec_with_schedule(tmp_path, "{retries: 1, retry_delay_minutes: 0}")
-    output = tmp_path / "out"
-    marker = tmp_path / "trainer-failed-once"
-    env = airflow_env(tmp_path, output, {"MIMO_SPEC": str(spec_file)})
-    env["MIMO_FAIL_ONCE"] = f"Trainer:{marker}"
-    migrate_airflow_db(env)
-    spec = load_spec(str(spec_file))
-    result = run_airflow(RUN.format(dags=DAGS, name=spec.name), env, timeout=1800)
-    assert marker.exists()  # the first try did fail
-    assert result["state"] == "success", result
-    assert all(state == "success" for state in result["tasks"].values()), result["tasks"]
-    registry = Registry(str(output / "registry"))
-    assert registry.versions(spec.name) == [1]
-    store = metadata_store.MetadataStore(
-        sqlite_metadata_connection_config(str(output / "metadata" / spec.name / "metadata.db"))
-    )
-    trainer = sorted(
-        (
-            e
-            for e in store.get_executions()
-            if e.properties["component_id"].string_value == "Trainer"
-        ),
-        key=lambda e: e.id,
-    )
-    assert [e.properties["state"].string_value for e in trainer] == ["failed", "complete"]
-    outputs = [
-        ev.artifact_id
-        for ev in store.get_events_by_execution_ids([trainer[1].id])
-        if ev.type == ev.OUTPUT
-    ]
-    models = [a for a in store.get_artifacts_by_id(outputs) if a.uri.endswith(f"/{trainer[1].id}")]
-    model_uri = next(a.uri for a in models if "/Trainer/model/" in a.uri)
-    assert registry.card(spec.name, 1)["model_uri"] == model_uri  # the retry's model, pushed
 
 
 @pytest.mark.airflow_run
