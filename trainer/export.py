@@ -54,6 +54,18 @@ def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
     return tf.SparseTensor(indices, tf.boolean_mask(values, keep), tf.stack([n, 1]))
 
 
+def _unanswered(outputs: dict, rows: tf.Tensor) -> dict:
+    """Every float output NaN in the rows given ([batch] bool)."""
+    out = {}
+    for key, value in outputs.items():
+        if value.dtype.is_floating:
+            ones = tf.ones([tf.rank(value) - 1], tf.int32)
+            mask = tf.reshape(rows, tf.concat([tf.shape(rows), ones], axis=0))
+            value = tf.where(mask, tf.constant(np.nan, value.dtype), value)
+        out[key] = value
+    return out
+
+
 def input_raw_spec(tft_output, spec: Spec) -> dict:
     """The raw feature spec of the spec's input columns, every one optional (see _with_defaults)."""
     raw = tft_output.raw_feature_spec()
@@ -99,13 +111,28 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
         tf.TensorSpec([None], exporter.input_raw_spec[i.column].dtype, name=i.name) for i in inputs
     ]
 
+    # A number never missing in training has no learned "missing": its NaN would reach the
+    # network, and whether that shows in the outputs depends on the machine's kernels (relu(NaN)
+    # is 0 on some CPUs: a silent answer for "0 reviews"). Such a row answers NaN everywhere,
+    # on every machine; the MLflow model refuses it by name.
+    always_present = [
+        n
+        for n, i in enumerate(inputs)
+        if isinstance(exporter.input_raw_spec[i.column], tf.io.FixedLenFeature)
+        and exporter.input_raw_spec[i.column].dtype.is_floating
+    ]
+
     @tf.function(input_signature=specs)
     def serving_raw(*values):
         raw = {
             i.column: _raw_tensor(v, exporter.input_raw_spec[i.column])
             for i, v in zip(inputs, values, strict=True)
         }
-        return exporter.predict(raw)
+        outputs = exporter.predict(raw)
+        if always_present:
+            gaps = [tf.math.is_nan(values[n]) for n in always_present]
+            outputs = _unanswered(outputs, tf.reduce_any(tf.stack(gaps), axis=0))
+        return outputs
 
     signatures = {
         "serving_default": serving_default,

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 import yaml
 from conftest import (
     DIGITS_FIXTURE_SPEC,
@@ -270,6 +271,25 @@ def test_numbers_stay_float_and_awkward_columns_serve_by_input_name(movies_run):
     for head in ("meter", "oscar", "genre"):
         assert np.all(np.isfinite(by_example[head].numpy()))
         assert np.allclose(by_name[head].numpy(), by_example[head].numpy(), atol=1e-4), head
+    # A number never missing in training (a FixedLen column) has no learned "missing": a NaN
+    # there answers NaN in every head for that row, on every machine, never a silent number.
+    transform_output = tft.TFTransformOutput(outputs["Transform"]["transform_graph"][0].uri)
+    always = [
+        i.name
+        for i in spec.inputs
+        if isinstance(transform_output.raw_feature_spec()[i.column], tf.io.FixedLenFeature)
+        and kwargs[i.name].dtype == tf.float32
+    ]
+    assert always, "the fixture has a number that is never missing"
+    gap = dict(kwargs)
+    gap[always[0]] = tf.tensor_scatter_nd_update(kwargs[always[0]], [[1]], [float("nan")])
+    answered = raw_fn(**gap)
+    for head in ("meter", "oscar", "genre"):
+        values = answered[head].numpy().reshape(len(examples), -1)
+        assert np.all(np.isnan(values[1])), head
+        rest = np.delete(values, 1, axis=0)
+        expected = np.delete(by_name[head].numpy().reshape(len(examples), -1), 1, axis=0)
+        assert np.allclose(rest, expected, atol=1e-5), head
 
 
 def test_the_run_report_opens_in_a_browser_with_every_head_and_every_plot(movies_run, tmp_path):
