@@ -35,7 +35,7 @@ setup(
         "kubeflow": ["kfp==2.5.0"],
         "airflow": ["apache-airflow==2.10.3", "psycopg2-binary==2.9.10"],  # PostgreSQL metadata
         "registry": ["mlflow==2.22.1"],
-        "dev": ["pytest", "ruff"],
+        "dev": ["pytest", "pytest-xdist", "ruff"],
     },
     entry_points={"console_scripts": ["mimo=pipeline.cli:main"]},
 )

@@ -86,6 +86,26 @@ def digits_examples(n):
     return instances, DIGITS_FEATURE_SPEC, parsed
 
 
+# `make test` runs on both cores (pytest -n 2 --dist loadgroup): each xdist worker is a session
+# of its own, so tests that share a session fixture must run on the same worker, or it is made
+# twice. Each module is one group (its module fixtures are made once), and these share one.
+SHARED_SESSION_FIXTURES = {
+    # the shared local pipeline run (movies_run, killed_run, portable_flags)
+    "test_local.py": "movies-run",
+    "test_launcher_contract.py": "movies-run",
+    # tf.Transform of the fixtures (movies_prepared, digits_prepared)
+    "test_gbdt.py": "prepared",
+    "test_model.py": "prepared",
+    "test_selection.py": "prepared",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = SHARED_SESSION_FIXTURES.get(item.path.name, str(item.path))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def movies_fixture_spec():
     from pipeline.spec import load_spec

@@ -20,7 +20,6 @@ SHOWN_ARTIFACTS = [
     ("ExampleValidator", "anomalies", "anomalies"),
     ("Transform", "transformed_examples", "transformed examples"),
     ("Transform", "transform_graph", "transform graph"),
-    ("Transform", "post_transform_stats", "post-transform statistics"),
     ("Trainer", "model", "model (SavedModel)"),
     ("Trainer", "model_run", "training logs (TensorBoard)"),
 ]

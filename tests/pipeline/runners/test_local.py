@@ -85,7 +85,7 @@ def test_every_artifact_recorded_in_ml_metadata(movies_run):
         "StatisticsGen": ["statistics"],
         "SchemaGen": ["schema"],
         "ExampleValidator": ["anomalies"],
-        "Transform": ["transformed_examples", "transform_graph", "post_transform_schema"],
+        "Transform": ["transformed_examples", "transform_graph"],
         "Trainer": ["model", "model_run"],
         "Evaluator": ["evaluation", "blessing"],
         "RegistryPusher": ["pushed_model"],
