@@ -100,10 +100,11 @@ SHARED_SESSION_FIXTURES = {
 }
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        group = SHARED_SESSION_FIXTURES.get(item.path.name, str(item.path))
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item):
+    """Each test's group, as it is collected (xdist reads the groups when collection ends)."""
+    module = item.nodeid.split("::")[0]
+    group = SHARED_SESSION_FIXTURES.get(item.path.name, module)
+    item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
