@@ -202,6 +202,12 @@ TRAINING_OPTIONS = {
         Choice(("static", "uncertainty", "dwa", "famo")),
     ),
     "mixed_precision": Option(False, "mixed_float16 on GPUs (heads stay float32)", BOOLEAN),
+    "seed": Option(
+        42,
+        "seeds the initial weights, dropout and shuffling: the same data and spec train the same "
+        "model (up to the order of parallel floating-point sums)",
+        Integer(0),
+    ),
     "cache_in_memory": Option(
         "auto",
         "keep the transformed records in memory after the first epoch (auto: splits of at most "

@@ -11,6 +11,7 @@ import os
 
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
 
 from pipeline.constants import TRAINING_REPORT_FILE
 from pipeline.spec import Spec
@@ -22,6 +23,8 @@ def run_fn(fn_args) -> None:
     spec = Spec.from_dict(fn_args.custom_config["spec"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
+    # Unseeded, two runs of the 400-row fixture once scored the oscar head's AUC 0.79 and 0.06.
+    keras.utils.set_random_seed(spec.training["seed"])
     result = train(
         spec,
         tft_output,
