@@ -86,7 +86,7 @@ def digits_examples(n):
     return instances, DIGITS_FEATURE_SPEC, parsed
 
 
-# `make test` runs on both cores (pytest -n 2 --dist loadgroup): each xdist worker is a session
+# `make test` runs on every core (pytest -n auto --dist loadgroup): each xdist worker is a session
 # of its own, so tests that share a session fixture must run on the same worker, or it is made
 # twice. Each module is one group (its module fixtures are made once), and these share one.
 SHARED_SESSION_FIXTURES = {

@@ -55,13 +55,14 @@ def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
 
 
 def _unanswered(outputs: dict, rows: tf.Tensor) -> dict:
-    """Every float output NaN in the rows given ([batch] bool)."""
+    """In the rows given ([batch] bool), every float output NaN and every string output ""."""
     out = {}
     for key, value in outputs.items():
-        if value.dtype.is_floating:
+        if value.dtype.is_floating or value.dtype == tf.string:
             ones = tf.ones([tf.rank(value) - 1], tf.int32)
             mask = tf.reshape(rows, tf.concat([tf.shape(rows), ones], axis=0))
-            value = tf.where(mask, tf.constant(np.nan, value.dtype), value)
+            blank = np.nan if value.dtype.is_floating else ""
+            value = tf.where(mask, tf.constant(blank, value.dtype), value)
         out[key] = value
     return out
 

@@ -284,6 +284,7 @@ def test_numbers_stay_float_and_awkward_columns_serve_by_input_name(movies_run):
     gap = dict(kwargs)
     gap[always[0]] = tf.tensor_scatter_nd_update(kwargs[always[0]], [[1]], [float("nan")])
     answered = raw_fn(**gap)
+    assert list(answered["genre_labels"].numpy()[1]) == [b""] * 21
     for head in ("meter", "oscar", "genre"):
         values = answered[head].numpy().reshape(len(examples), -1)
         assert np.all(np.isnan(values[1])), head
