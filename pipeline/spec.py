@@ -206,7 +206,7 @@ TRAINING_OPTIONS = {
         42,
         "seeds the initial weights, dropout and shuffling: the same data and spec train the same "
         "model (up to the order of parallel floating-point sums)",
-        Integer(0),
+        Integer(0, 2**32 - 1),  # numpy's seeds
     ),
     "cache_in_memory": Option(
         "auto",

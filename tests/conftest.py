@@ -89,6 +89,7 @@ def digits_examples(n):
 # `make test` runs on every core (pytest -n auto --dist loadgroup): each xdist worker is a session
 # of its own, so tests that share a session fixture must run on the same worker, or it is made
 # twice. Each module is one group (its module fixtures are made once), and these share one.
+# (test_bad_inputs.py starts Beam's job server on its own worker too: a few seconds.)
 SHARED_SESSION_FIXTURES = {
     # the shared local pipeline run (movies_run, killed_run, portable_flags)
     "test_local.py": "movies-run",
