@@ -11,10 +11,11 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from contextlib import contextmanager
+
+import portpicker
 
 
 def server_bin() -> str | None:
@@ -27,12 +28,6 @@ def server_bin() -> str | None:
         return os.path.dirname(found[-1])
     initdb = shutil.which("initdb")
     return os.path.dirname(initdb) if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -48,7 +43,7 @@ def postgres_server(database: str = "airflow", user: str = "airflow"):
         os.chown(folder, owner.pw_uid, owner.pw_gid)
         run_as = ["runuser", "-u", "postgres", "--"]
     data = os.path.join(folder, "data")
-    port = _free_port()
+    port = portpicker.pick_unused_port()  # as the Beam services' (conftest._beam_service)
 
     def run(*args: str) -> None:
         proc = subprocess.run([*run_as, *args], capture_output=True, text=True, timeout=120)

@@ -42,8 +42,9 @@ def _query(url: str, sql: str, *args):
 
 
 def _task_log(home, step: str, attempt: int) -> str:
-    found = glob.glob(str(home / "logs" / "dag_id=*" / "run_id=*" / f"task_id={step}" / "*"))
-    found = [f for f in found if os.path.basename(f) == f"attempt={attempt}.log"]
+    found = glob.glob(
+        str(home / "logs" / "dag_id=*" / "run_id=*" / f"task_id={step}" / f"attempt={attempt}.log")
+    )
     if not found:
         return ""
     with open(found[0], errors="replace") as f:
@@ -72,20 +73,23 @@ def _stop(proc, home) -> None:
                     pass
 
 
-def _step_times(output, dag_id: str) -> dict:
-    """Seconds each step's executions spent in TFX (ML Metadata's create and last update)."""
+def _executions(output, dag_id: str):
+    """(ML Metadata's store, {step: its executions in the order they were made})."""
     from ml_metadata.metadata_store import metadata_store
     from tfx.orchestration.metadata import sqlite_metadata_connection_config
 
     store = metadata_store.MetadataStore(
         sqlite_metadata_connection_config(str(output / "metadata" / dag_id / "metadata.db"))
     )
-    out: dict = {}
+    steps: dict = {}
     for e in sorted(store.get_executions(), key=lambda e: e.id):
-        step = e.properties["component_id"].string_value
-        seconds = (e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000
-        out.setdefault(step, []).append((e.id, e.properties["state"].string_value, seconds))
-    return out
+        steps.setdefault(e.properties["component_id"].string_value, []).append(e)
+    return store, steps
+
+
+def _seconds(execution) -> float:
+    """Time an execution spent in TFX (ML Metadata's create and last update)."""
+    return (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
 
 
 def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushed(tmp_path):
@@ -134,6 +138,11 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
         stored_dag = None
         dag_id = spec.name
 
+        def stored_dag_row():
+            return _query(
+                url, "SELECT dag_hash, last_updated FROM serialized_dag WHERE dag_id = %s", dag_id
+            )
+
         def run_state():
             runs = _query(url, "SELECT state FROM dag_run WHERE dag_id = %s", dag_id)
             return runs[0][0] if runs else None
@@ -148,10 +157,7 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
         def kill_the_first_trainer_mid_training():
             nonlocal killed, stored_dag
             if stored_dag is None:
-                rows = _query(
-                    url, "SELECT dag_hash, last_updated FROM serialized_dag WHERE dag_id = %s",
-                    dag_id,
-                )  # fmt: skip
+                rows = stored_dag_row()
                 stored_dag = rows[0] if rows else None
             if killed is None:
                 trainer = _task_log(home, "Trainer", 1)
@@ -207,9 +213,7 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
                 dag_id,
             )
             state_after_clear = run_state()
-            stored_at_end = _query(
-                url, "SELECT dag_hash, last_updated FROM serialized_dag WHERE dag_id = %s", dag_id
-            )
+            stored_at_end = stored_dag_row()
             scheduler_alive = scheduler.poll() is None
         finally:
             _stop(scheduler, home)
@@ -244,20 +248,8 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
 
     # TFX: the killed try's execution marked failed; the retry's model pushed as version 1,
     # the cleared run's as version 2.
-    from ml_metadata.metadata_store import metadata_store
-    from tfx.orchestration.metadata import sqlite_metadata_connection_config
-
-    store = metadata_store.MetadataStore(
-        sqlite_metadata_connection_config(str(output / "metadata" / dag_id / "metadata.db"))
-    )
-    trainer = sorted(
-        (
-            e
-            for e in store.get_executions()
-            if e.properties["component_id"].string_value == "Trainer"
-        ),
-        key=lambda e: e.id,
-    )
+    store, steps = _executions(output, dag_id)
+    trainer = steps["Trainer"]
     assert [e.properties["state"].string_value for e in trainer] == [
         "failed", "complete", "complete"
     ]  # fmt: skip
@@ -282,12 +274,12 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
     assert stored_dag is not None and stored_at_end == [stored_dag], (stored_dag, stored_at_end)
 
     # What the run cost: each task's time in Airflow against its step's time in TFX.
-    steps = _step_times(output, dag_id)
     table = []
     for task_id, try_number, _state, start, end in tasks:
         airflow_seconds = (end - start).total_seconds()
-        tfx_seconds = steps[task_id][try_number - 1][2]
-        table.append((task_id, try_number, airflow_seconds, tfx_seconds))
+        table.append(
+            (task_id, try_number, airflow_seconds, _seconds(steps[task_id][try_number - 1]))
+        )
     restarts = scheduler_log.count("last sent a heartbeat")
     with open(home / "logs" / "dag_processor_manager" / "dag_processor_manager.log") as f:
         # The processor's stats table: the DAG file's "Last Runtime", then its "Last Run".
@@ -304,8 +296,8 @@ def test_the_scheduler_fires_the_run_and_retries_a_killed_trainer_which_is_pushe
                 "task": t,
                 "try": n,
                 "airflow_s": round(a, 1),
-                "tfx_s": None if x is None else round(x, 1),
-                "outside_tfx_s": None if x is None else round(a - x, 1),
+                "tfx_s": round(x, 1),
+                "outside_tfx_s": round(a - x, 1),
             }
             for t, n, a, x in table
         ],
