@@ -27,7 +27,6 @@ from bench.quality import (
     default_settings_spec,
     mechanisms,
     mechanisms_lines,
-    per_head_epochs,
     per_head_epochs_lines,
     summary_lines,
 )
@@ -435,6 +434,15 @@ def bench_serving(inputs) -> dict:
 QUALITY_SPECS = {"movies": MOVIES_SPEC, "digits": DIGITS_SPEC}
 
 
+# Part 5's runs in results.json, oldest first: issue 19's "before" (one epoch for all heads), per-head
+# selection (no weight averaging), and the current defaults.
+QUALITY_RUNS = (
+    ("quality_before", "before"),
+    ("quality_per_head", "per-head selection, no averaging"),
+    ("quality", "after"),
+)
+
+
 def bench_quality(scaling) -> dict:
     from pipeline.runners.local import latest_run_outputs
     from pipeline.spec import load_spec
@@ -456,7 +464,6 @@ def bench_quality(scaling) -> dict:
 
         out[name] = compare(splits, SEEDS, log=say)
         out[name]["mechanisms"] = mechanisms(splits, SEEDS, log=say)
-        out[name]["per_head_epochs"] = per_head_epochs(splits, SEEDS, log=say)
     return out
 
 
@@ -845,7 +852,7 @@ def summary(results) -> str:
         for name, v in fit.items():
             lines.append(f"| {name} | {v['fixed_seconds']} | {v['seconds_per_1k_rows']} |")
         lines.append("")
-    for key, label in (("quality_before", "before"), ("quality", "after")):
+    for key, label in QUALITY_RUNS:
         if key in results:
             runs = {f"{d} ({label})": r for d, r in results[key].items()}
             lines += summary_lines(runs)

@@ -201,6 +201,12 @@ TRAINING_OPTIONS = {
         "variances, Kendall 2018), dwa (dynamic weight average), famo (Liu 2023)",
         Choice(("static", "uncertainty", "dwa", "famo")),
     ),
+    "weight_averaging": Option(
+        True,
+        "each epoch ends on a moving average of its weights over about its last half (what is "
+        "validated, selected, served and trained on next)",
+        BOOLEAN,
+    ),
     "mixed_precision": Option(False, "mixed_float16 on GPUs (heads stay float32)", BOOLEAN),
     "seed": Option(
         42,

@@ -14,6 +14,7 @@ import tf_keras as keras
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
+from trainer.averaging import AverageWeights
 from trainer.balancing import make_balancer
 from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model, model_summary
@@ -127,6 +128,11 @@ def train(
     callbacks.append(selection)
     if log_dir:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    averaging = None
+    if spec.training["weight_averaging"]:
+        steps = steps_per_epoch or math.ceil(train_labels.rows / global_batch)
+        averaging = AverageWeights(steps)
+        callbacks.append(averaging)  # last: after selection has set any weights
     started = time.time()
     history = model.fit(
         train_ds,
@@ -161,6 +167,7 @@ def train(
         selection=spec.training["selection"],
         loss_balancing=spec.training["loss_balancing"],
         epochs_run=len(val_losses),
+        weight_averaging=averaging.momentum if averaging else None,
         best_epochs=best_epochs,
         seconds=round(seconds, 2),
         model=summary,

@@ -9,6 +9,7 @@ from conftest import MOVIES_FIXTURE_CSV, read_csv_columns, tft_examples
 from tft_harness import serialize
 
 from pipeline.spec import Spec
+from trainer.averaging import AverageWeights, momentum
 from trainer.balancing import BALANCERS, DynamicWeightAverage, Uncertainty, make_balancer
 from trainer.data import make_dataset
 from trainer.export import export, input_raw_spec
@@ -81,11 +82,12 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
         }
     )
     weights, selection = Weights(), PerHeadSelection(spec, patience=2)
+    steps = sum(1 for _ in train_ds)
     model.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=6,
-        callbacks=[script, weights, selection],
+        callbacks=[script, weights, selection, AverageWeights(steps)],  # as train() has them
         verbose=0,
     )
 
@@ -157,6 +159,62 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
             np.testing.assert_allclose(
                 out[head].numpy(), expected[head].numpy(), rtol=1e-5, atol=1e-6
             )
+
+
+class Steps(tf_keras.callbacks.Callback):
+    """The trainable weights at the start, after every training step, and at each epoch's end."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.ends = [], []
+
+    def trainable(self):
+        return [v.numpy().astype(np.float64) for v in self.model.trainable_variables]
+
+    def on_train_begin(self, logs=None):
+        self.start = self.trainable()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append([])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1].append(self.trainable())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.ends.append(self.trainable())
+
+
+def test_each_epoch_ends_on_the_moving_average_of_its_steps_on_two_replicas(movies, two_cpus):
+    spec = with_training(movies.spec, batch_size=16)
+    train_ds = make_dataset(movies.train_files, spec, movies.info, 32, shuffle=True, seed=1)
+    valid_ds = make_dataset(movies.eval_files, spec, movies.info, 32)
+    steps = sum(1 for _ in train_ds)
+    tf_keras.utils.set_random_seed(1)
+    with two_cpus.scope():
+        model = compile_model(build_model(spec, movies.info), spec, movies.info)
+        model.configure(
+            spec, movies.info, make_balancer("static", {"meter": 1, "oscar": 1, "genre": 1})
+        )
+    record, averaging = Steps(), AverageWeights(steps)
+    history = model.fit(
+        train_ds, validation_data=valid_ds, epochs=2, callbacks=[record, averaging], verbose=0
+    )
+    m = momentum(steps)
+    assert averaging.momentum == m and 0.5 < m < 1
+    average = record.start
+    for epoch in range(2):
+        assert len(record.steps[epoch]) == steps
+        for weights in record.steps[epoch]:
+            average = [m * a + (1 - m) * w for a, w in zip(average, weights, strict=True)]
+        last = record.steps[epoch][-1]
+        for a, end in zip(average, record.ends[epoch], strict=True):
+            np.testing.assert_allclose(end, a, rtol=1e-4, atol=1e-6)  # validated: the average
+        assert any(not np.allclose(a, w) for a, w in zip(average, last, strict=True))
+        # The next epoch starts from the average.
+        average = record.ends[epoch]
+    # What validation measured is the averaged model: evaluating it again gives the same loss.
+    again = model.evaluate(valid_ds, return_dict=True, verbose=0)
+    assert again["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
 
 
 @pytest.mark.parametrize("balancing", ["uncertainty", "dwa", "famo"])
