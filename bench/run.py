@@ -780,6 +780,7 @@ def summary(results) -> str:
             lines.append(f"| 4 | (note) | {r['note']} | | |")
     for key, label in (
         ("partial_before", "before: one early stopping for every head; "),
+        ("partial_per_head", "before: per-head selection, no weight averaging; "),
         ("partial", ""),
     ):
         if key not in results:

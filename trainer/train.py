@@ -167,7 +167,7 @@ def train(
         selection=spec.training["selection"],
         loss_balancing=spec.training["loss_balancing"],
         epochs_run=len(val_losses),
-        weight_averaging=averaging.momentum if averaging else None,
+        weight_averaging=round(averaging.momentum, 4) if averaging else None,
         best_epochs=best_epochs,
         seconds=round(seconds, 2),
         model=summary,

@@ -284,6 +284,7 @@ def _model(facts: RunFacts) -> str:
             "selection / loss balancing",
             f"{report.get('selection')} / {report.get('loss_balancing')}",
         ],
+        ["weight averaging (momentum)", report.get("weight_averaging") or "off"],
     ]
     model = report.get("model", {})
     if model:

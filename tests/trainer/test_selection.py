@@ -162,11 +162,12 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
 
 
 class Steps(tf_keras.callbacks.Callback):
-    """The trainable weights at the start, after every training step, and at each epoch's end."""
+    """The trainable weights at the start, at each epoch's start, after every training step, and
+    at each epoch's end."""
 
     def __init__(self):
         super().__init__()
-        self.steps, self.ends = [], []
+        self.begins, self.steps, self.ends = [], [], []
 
     def trainable(self):
         return [v.numpy().astype(np.float64) for v in self.model.trainable_variables]
@@ -175,6 +176,7 @@ class Steps(tf_keras.callbacks.Callback):
         self.start = self.trainable()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.begins.append(self.trainable())
         self.steps.append([])
 
     def on_train_batch_end(self, batch, logs=None):
@@ -184,7 +186,9 @@ class Steps(tf_keras.callbacks.Callback):
         self.ends.append(self.trainable())
 
 
-def test_each_epoch_ends_on_the_moving_average_of_its_steps_on_two_replicas(movies, two_cpus):
+def test_each_epoch_is_validated_on_the_moving_average_of_its_steps_on_two_replicas(
+    movies, two_cpus
+):
     spec = with_training(movies.spec, batch_size=16)
     train_ds = make_dataset(movies.train_files, spec, movies.info, 32, shuffle=True, seed=1)
     valid_ds = make_dataset(movies.eval_files, spec, movies.info, 32)
@@ -210,9 +214,12 @@ def test_each_epoch_ends_on_the_moving_average_of_its_steps_on_two_replicas(movi
         for a, end in zip(average, record.ends[epoch], strict=True):
             np.testing.assert_allclose(end, a, rtol=1e-4, atol=1e-6)  # validated: the average
         assert any(not np.allclose(a, w) for a, w in zip(average, last, strict=True))
-        # The next epoch starts from the average.
-        average = record.ends[epoch]
-    # What validation measured is the averaged model: evaluating it again gives the same loss.
+    # Training goes on from its own weights, not from the average.
+    for begin, last in zip(record.begins[1], record.steps[0][-1], strict=True):
+        assert np.array_equal(begin, last)
+    # The model left by fit is the last epoch's average, which validation measured.
+    for v, a in zip(model.trainable_variables, average, strict=True):
+        np.testing.assert_allclose(v.numpy(), a, rtol=1e-4, atol=1e-6)
     again = model.evaluate(valid_ds, return_dict=True, verbose=0)
     assert again["loss"] == pytest.approx(history.history["val_loss"][-1], rel=1e-5)
 
