@@ -82,8 +82,8 @@ def summary_lines(results: dict) -> list[str]:
 
 def per_head_epochs_lines(results: dict) -> list[str]:
     """The "where each head peaks" table of results measured before per-head selection (one fit
-    of 10 epochs without early stopping, eval after every epoch; code at 55ea7bf, removed since): the finding
-    that led to per-head selection, kept with its figures."""
+    of 10 epochs without early stopping, eval after every epoch; code at 55ea7bf, removed
+    since): the finding that led to per-head selection, kept with its figures."""
     lines = [
         "",
         "### Where each head peaks (one multi-output fit, no early stopping, eval after every "
@@ -105,9 +105,8 @@ def per_head_epochs_lines(results: dict) -> list[str]:
 
 def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
     """The multi-output model under each (selection, balancing, averaging) of MECHANISMS but the
-    default:
-    per head its eval primary metric (mean, sd), training seconds and epochs; fitted, stopped
-    and scored as `compare` fits its multi-output model (trainer.compare.fit_network)."""
+    default: per head its eval primary metric (mean, sd), training seconds and epochs; fitted,
+    stopped and scored as `compare` fits its multi-output model (trainer.compare.fit_network)."""
     from pipeline.spec import TRAINING_DEFAULTS, Spec
     from trainer.compare import fit_network, primary_metric
     from trainer.compare import mean_sd as stats

@@ -203,8 +203,8 @@ TRAINING_OPTIONS = {
     ),
     "weight_averaging": Option(
         True,
-        "each epoch ends on a moving average of its weights over about its last half (what is "
-        "validated, selected, served and trained on next)",
+        "validate, select and serve each epoch's moving average of its weights over about its "
+        "last half; training goes on from its own weights",
         BOOLEAN,
     ),
     "mixed_precision": Option(False, "mixed_float16 on GPUs (heads stay float32)", BOOLEAN),
