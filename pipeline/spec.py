@@ -94,7 +94,7 @@ class OutputSpec:
     metrics: tuple = ()
     class_weights: dict | None = None
     gates: tuple = ()
-    hidden_units: int = 0  # a hidden layer of the head's own (0: the head reads the trunk)
+    hidden_units: int = 32  # a hidden layer of the head's own (0: the head reads the trunk)
     options: dict = field(default_factory=dict)
     missing_label: str = "mask"  # mask | drop | error: what a row without this label means
     min_labelled: int = 10  # the data gate wants at least this many labelled rows per split
@@ -271,7 +271,11 @@ HEAD_OPTIONS = {
         "blessing conditions, on the overall slice",
         Anything("[{metric, min, max, max_regression}]"),
     ),
-    "hidden_units": Option(0, "a hidden layer of the head's own (0: reads the trunk)", Integer(0)),
+    # 32 by default (measured on movies, 3 seeds: oscar AUC 0.894 -> 0.911 in the multi-output
+    # model, meter MAE 18.24 -> 18.30, genre already had it; digits' digit 0.943 -> 0.934).
+    "hidden_units": Option(
+        32, "a hidden layer of the head's own (0: the head reads the trunk)", Integer(0)
+    ),
     "missing_label": Option(
         "mask",
         "a row without this label: mask (weighs 0 for this head only, trains the others), "
@@ -710,7 +714,7 @@ class _Parser:
                     f"{key}.class_weights",
                     f"a {type_name} head takes no class weights ({' and '.join(takers)} heads do)",
                 )
-            hidden = common.get("hidden_units", 0)
+            hidden = common.get("hidden_units", HEAD_OPTIONS["hidden_units"].default)
             message = HEAD_OPTIONS["hidden_units"].check.error(hidden)
             if message:
                 self.error(f"{key}.hidden_units", message)

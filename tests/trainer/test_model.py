@@ -193,7 +193,7 @@ def test_mirrored_strategy_on_two_logical_cpus(movies, two_cpus):
 
 
 def test_head_hidden_layer(movies):
-    spec = with_heads(movies.spec, genre={"hidden_units": 16})
+    spec = with_heads(movies.spec, genre={"hidden_units": 16}, oscar={"hidden_units": 0})
     model = build_model(spec, movies.info)
     assert "genre_hidden" in layer_names(model)
     assert model.get_layer("genre_hidden").units == 16
@@ -202,7 +202,8 @@ def test_head_hidden_layer(movies):
     assert model.get_layer("genre").input is model.get_layer("genre_hidden").output
     assert model.get_layer("genre_hidden").input is trunk
     assert model.get_layer("oscar").input is trunk
-    assert "meter_hidden" not in layer_names(model) and "oscar_hidden" not in layer_names(model)
+    assert model.get_layer("meter_hidden").units == 32  # the default
+    assert "oscar_hidden" not in layer_names(model)
 
 
 def test_classifier_biases_start_at_the_training_prior(movies):

@@ -95,7 +95,7 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
     assert selection.stopped_at == {"oscar": 3}  # 0-based: after the 4th epoch
     assert model.stopped == {"oscar"}
     oscar = values(model, model.head_variables["oscar"])
-    assert len(oscar) == 2  # its output layer's kernel and bias; nothing shared
+    assert len(oscar) == 4  # its hidden and output layers' kernels and biases; nothing shared
     now = model.get_weights()
     for i in oscar:  # back to epoch 2's values at the stop, then never updated
         assert np.array_equal(now[i], weights.at[1][i])
