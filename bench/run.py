@@ -435,10 +435,12 @@ QUALITY_SPECS = {"movies": MOVIES_SPEC, "digits": DIGITS_SPEC}
 
 
 # Part 5's runs in results.json, oldest first: issue 19's "before" (one epoch for all heads), per-head
-# selection (no weight averaging), and the current defaults.
+# selection (no weight averaging), weight averaging (heads reading the trunk directly), and the
+# current defaults.
 QUALITY_RUNS = (
     ("quality_before", "before"),
     ("quality_per_head", "per-head selection, no averaging"),
+    ("quality_averaged", "weight averaging, heads without a hidden layer"),
     ("quality", "after"),
 )
 
