@@ -27,6 +27,13 @@ def mechanism_name(selection: str, balancing: str, averaging: bool) -> str:
     return f"{selection}+{balancing}" + ("" if averaging else ", no averaging")
 
 
+def default_mechanism() -> tuple:
+    """The product's (selection, balancing, weight averaging): what `compare` fits."""
+    from pipeline.spec import TRAINING_DEFAULTS
+
+    return tuple(TRAINING_DEFAULTS[k] for k in ("selection", "loss_balancing", "weight_averaging"))
+
+
 def default_settings_spec(path: str, out_dir: str) -> str:
     """A copy of the spec at `path` without its `model:` and `training:` sections, its data path
     made absolute; returns the copy's path."""
@@ -107,14 +114,12 @@ def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
     """The multi-output model under each (selection, balancing, averaging) of MECHANISMS but the
     default: per head its eval primary metric (mean, sd), training seconds and epochs; fitted,
     stopped and scored as `compare` fits its multi-output model (trainer.compare.fit_network)."""
-    from pipeline.spec import TRAINING_DEFAULTS, Spec
+    from pipeline.spec import Spec
     from trainer.compare import fit_network, primary_metric
     from trainer.compare import mean_sd as stats
     from trainer.data import collect_labels
 
-    default = tuple(
-        TRAINING_DEFAULTS[k] for k in ("selection", "loss_balancing", "weight_averaging")
-    )
+    default = default_mechanism()
     feature_spec = splits.tft_output.transformed_feature_spec()
     labels = collect_labels(splits.files["train"], splits.spec, feature_spec)
     out = {}
@@ -145,11 +150,7 @@ def mechanisms(splits, seeds=SEEDS, log=print) -> dict:
 def mechanisms_lines(results: dict) -> list[str]:
     """Per data set and head: the multi-output model under each mechanism, the default (from
     the comparison) marked, next to the single-head and boosted models."""
-    from pipeline.spec import TRAINING_DEFAULTS
-
-    default = mechanism_name(
-        *(TRAINING_DEFAULTS[k] for k in ("selection", "loss_balancing", "weight_averaging"))
-    )
+    default = mechanism_name(*default_mechanism())
     if not any("mechanisms" in r for r in results.values()):
         return []
     lines = [
