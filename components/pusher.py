@@ -25,7 +25,7 @@ from tfx.types import standard_artifacts
 
 from components.contract import SERVING_DIR
 from components.registry import copy_tree, open_registry
-from components.report import RunReportArtifact
+from components.report import RunReportArtifact, rivals
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.mounts import to_remote
@@ -101,14 +101,18 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     registry: Parameter[str],
     spec: Parameter[str],
     mlflow_tracking_uri: Parameter[str] = "",
+    rival_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
+    rival_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
     from pipeline.spec import Spec
 
     parsed = Spec.from_dict(json.loads(spec))
-    if model_blessing.get_int_custom_property(constants.BLESSED) != 1:
-        pushed_model.set_int_custom_property(constants.PUSHED, 0)
-        print("[RegistryPusher] the model is not blessed: nothing published")
-        return
+    # The pipeline runs this step only when both are blessed; a run of the step alone checks.
+    for blessing, what in ((model_blessing, "model"), (rival_blessing, "`beats` gates")):
+        if blessing is not None and blessing.get_int_custom_property(constants.BLESSED) != 1:
+            pushed_model.set_int_custom_property(constants.PUSHED, 0)
+            print(f"[RegistryPusher] {what}: not blessed, nothing published")
+            return
     reg = open_registry(registry)
     for d in reg.damaged(parsed.name):  # never compared with, never counted as published
         print(
@@ -147,11 +151,14 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
                 "min": g.min,
                 "max": g.max,
                 "max_regression": g.max_regression,
+                "beats": g.beats,
             }
             for o in parsed.outputs
             for g in o.gates
         ],
-        "evaluation": EvaluationSummary.from_tfma(evaluation.uri).to_dict(),
+        "evaluation": EvaluationSummary.from_tfma(
+            evaluation.uri, rivals(rival_evaluation)
+        ).to_dict(),
     }
     # The run's report.html goes into the version beside the card (components/report.py).
     page = os.path.join(report.uri, constants.REPORT_FILE)

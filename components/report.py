@@ -69,7 +69,22 @@ def overall_plots(evaluation_uri: str) -> dict:
     return out
 
 
-def run_facts(spec: Spec, statistics, schema, anomalies, model_run, evaluation, blessing, run):
+def rivals(rival_evaluation) -> dict:
+    """{rival: the uri of the candidate's evaluation against it} (the boosted trees')."""
+    return {"gbdt": rival_evaluation.uri} if rival_evaluation is not None else {}
+
+
+def run_facts(
+    spec: Spec,
+    statistics,
+    schema,
+    anomalies,
+    model_run,
+    evaluation,
+    blessing,
+    run,
+    rival_evaluation=None,
+):
     """RunFacts from the artifacts (any of them may be None)."""
     facts = RunFacts(spec=spec, run=run)
     if statistics is not None and schema is not None and anomalies is not None:
@@ -88,7 +103,7 @@ def run_facts(spec: Spec, statistics, schema, anomalies, model_run, evaluation, 
             with tf.io.gfile.GFile(path) as f:
                 facts.training = json.load(f)
     if evaluation is not None:
-        facts.summary = EvaluationSummary.from_tfma(evaluation.uri)
+        facts.summary = EvaluationSummary.from_tfma(evaluation.uri, rivals(rival_evaluation))
         try:
             facts.plot_data = overall_plots(evaluation.uri)
         except Exception as e:  # noqa: BLE001 - a page without TFMA's plots is still a report
@@ -111,10 +126,21 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
     report: OutputArtifact[RunReportArtifact],
     spec: Parameter[str],
     run: Parameter[str] = "",
+    rival_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
 ) -> None:
     """Writes `<report>/report.html`."""
     parsed = Spec.from_dict(json.loads(spec))
-    facts = run_facts(parsed, statistics, schema, anomalies, model_run, evaluation, blessing, run)
+    facts = run_facts(
+        parsed,
+        statistics,
+        schema,
+        anomalies,
+        model_run,
+        evaluation,
+        blessing,
+        run,
+        rival_evaluation,
+    )
     page = render(facts)
     tf.io.gfile.makedirs(report.uri)
     path = os.path.join(report.uri, constants.REPORT_FILE)

@@ -24,6 +24,7 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from tfx.orchestration.pipeline import Pipeline
 
 from kubeflow import DEFAULT_IMAGE, IMAGE_PROJECT_DIR
+from pipeline import constants
 from pipeline.pipeline import create_pipeline
 from pipeline.runners import Command, Runner, register
 from pipeline.runners.beam import BeamArgsError, add_beam_flags, beam_args, options_from_flags
@@ -48,13 +49,14 @@ class Resources:
     trainer_accelerator_count: int = 1
     trainer_cpu: float = 8
     trainer_memory: float = 32
-    beam_cpu: float = 4  # ExampleGen, StatisticsGen, Transform, Evaluator (Beam drivers)
+    beam_cpu: float = 4  # ExampleGen, StatisticsGen, Transform, Evaluators; the boosted trees
     beam_memory: float = 16
     small_cpu: float = 1  # SchemaGen, ExampleValidator, DataGate, Pusher
     small_memory: float = 4
 
 
 BEAM_COMPONENTS = ("ExampleGen", "StatisticsGen", "Transform", "Evaluator")
+BOOSTED_TRAINER = constants.BOOSTED_TRAINER
 
 
 def _resource_spec(cpu: float, memory: float, accelerator: str = "", count: int = 0):
@@ -127,7 +129,8 @@ def kubeflow_pipeline(
                 r.trainer_accelerator,
                 r.trainer_accelerator_count if r.trainer_accelerator else 0,
             )
-        elif component.id.endswith(BEAM_COMPONENTS):
+        elif component.id.endswith(BEAM_COMPONENTS) or component.id == BOOSTED_TRAINER:
+            # The boosted trees (YDF) use every core they get, as a Beam step does.
             config = _resource_spec(r.beam_cpu, r.beam_memory)
         else:
             config = _resource_spec(r.small_cpu, r.small_memory)

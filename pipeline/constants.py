@@ -27,3 +27,7 @@ REPORT_FILE = "report.html"  # the run report (pipeline/evaluation/html_report.p
 # SQL exports and spreadsheets write them. `?` and `.` are left out on purpose (they are values in
 # some data sets); a spec adds them with data.na_values_extra. An empty cell is always missing.
 DEFAULT_NA_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+
+# The rival trained beside the network (evaluation.baselines: gbdt) and its comparison
+BOOSTED_TRAINER = "BoostedTrainer"  # its Trainer's node id (trainer.gbdt.run_fn)
+BOOSTED_EVALUATOR = "BoostedEvaluator"  # the candidate evaluated with it as TFMA's baseline

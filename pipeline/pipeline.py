@@ -17,6 +17,7 @@ from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
 from tfx.dsl.experimental.conditionals.conditional import Cond
+from tfx.dsl.placeholder import placeholder as ph
 from tfx.orchestration.data_types import RuntimeParameter
 from tfx.orchestration.pipeline import Pipeline
 from tfx.proto import example_gen_pb2, trainer_pb2
@@ -29,10 +30,17 @@ from components.report import RunReport
 from pipeline import constants
 from pipeline.evaluation.eval_config import build_eval_config
 from pipeline.spec import Spec
-from pipeline.version import EXAMPLE_GEN_CODE, TRAINER_CODE, TRANSFORM_CODE, code_fingerprint
+from pipeline.version import (
+    BOOSTED_CODE,
+    EXAMPLE_GEN_CODE,
+    TRAINER_CODE,
+    TRANSFORM_CODE,
+    code_fingerprint,
+)
 
 PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+BOOSTED_RUN_FN = "trainer.gbdt.run_fn"
 
 
 def _example_gen(spec: Spec, data_root=None):
@@ -99,7 +107,9 @@ def create_pipeline(
 ) -> Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
     -> Trainer -> Evaluator (compared with the published model: PublishedBaseline)
-    -> RegistryPusher.
+    -> RegistryPusher; beside the Trainer, for each rival in `evaluation.baselines`, its own
+    Trainer (BoostedTrainer: gradient-boosted trees per head on the same Transform output) and an
+    Evaluator comparing the candidate with it (BoostedEvaluator; its `beats` gates must pass too).
 
     Training settings come from the spec (`training:`); `train_steps` caps the training steps
     (spread over the spec's epochs) when given, otherwise every epoch reads the whole split.
@@ -119,7 +129,10 @@ def create_pipeline(
     # Each component gets the part of the spec it uses, so that changing a gate re-runs the
     # Evaluator but reuses the cached Transform and Trainer (and changing training settings
     # reuses the cached Transform).
-    training_dict = {**spec_dict, "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]]}
+    training_dict = {
+        **{k: v for k, v in spec_dict.items() if k != "evaluation"},
+        "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]],
+    }
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
 
     run_id = uuid.uuid4().hex  # a parameter of the steps that must never come from the cache
@@ -202,6 +215,26 @@ def create_pipeline(
         eval_config=build_eval_config(spec),
     )
     components.append(evaluator)
+    # The rival: boosted trees per head, trained once per Transform output (cached like one),
+    # and the candidate evaluated against it as TFMA's baseline, per head and slice.
+    rival = None
+    if "gbdt" in spec.evaluation["baselines"]:
+        boosted = Trainer(
+            run_fn=BOOSTED_RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            eval_args=trainer_pb2.EvalArgs(splits=["validation"], num_steps=None),
+            custom_config={"spec": training_dict, "code": code_fingerprint(BOOSTED_CODE)},
+        ).with_id(constants.BOOSTED_TRAINER)
+        rival = Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=boosted.outputs["model"],
+            example_splits=["eval"],
+            eval_config=build_eval_config(spec, rival="gbdt"),
+        ).with_id(constants.BOOSTED_EVALUATOR)
+        components += [boosted, rival]
     # report.html, whatever the verdict (components/report.py); one per run (`run`).
     report = RunReport(
         statistics=statistics_gen.outputs["statistics"],
@@ -210,17 +243,26 @@ def create_pipeline(
         model_run=trainer.outputs["model_run"],
         evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"],
+        rival_evaluation=rival.outputs["evaluation"] if rival else None,
         spec=json.dumps(spec_dict),
         run=run_id,
     )
     components.append(report)
     if registry:
         blessed = evaluator.outputs["blessing"].future()[0].custom_property(constants.BLESSED) == 1
+        rival_blessing = None
+        if rival and any(g.beats for o in spec.outputs for g in o.gates):
+            # Its blessing says whether every `beats` gate passed (TFMA's change thresholds).
+            rival_blessing = rival.outputs["blessing"]
+            beaten = rival_blessing.future()[0].custom_property(constants.BLESSED) == 1
+            blessed = ph.logical_and(blessed, beaten)
         with Cond(blessed):
             pusher = RegistryPusher(
                 model=trainer.outputs["model"],
                 model_blessing=evaluator.outputs["blessing"],
                 evaluation=evaluator.outputs["evaluation"],
+                rival_evaluation=rival.outputs["evaluation"] if rival else None,
+                rival_blessing=rival_blessing,
                 examples=example_gen.outputs["examples"],
                 report=report.outputs["report"],
                 registry=registry,

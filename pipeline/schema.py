@@ -9,7 +9,9 @@ and into the option tables of `mimo options` and the README.
 from __future__ import annotations
 
 from pipeline.spec import (
+    BASELINE_KINDS,
     DEFAULT_SPLIT,
+    EVALUATION_OPTIONS,
     FORMATS,
     HEAD_OPTIONS,
     MODEL_OPTIONS,
@@ -21,7 +23,12 @@ from pipeline.spec import (
 from preprocessing import HEAD_TYPES, MODALITIES
 from preprocessing.options import object_schema, options_table
 
-SECTIONS = {"training": TRAINING_OPTIONS, "model": MODEL_OPTIONS, "schedule": SCHEDULE_OPTIONS}
+SECTIONS = {
+    "training": TRAINING_OPTIONS,
+    "model": MODEL_OPTIONS,
+    "evaluation": EVALUATION_OPTIONS,
+    "schedule": SCHEDULE_OPTIONS,
+}
 _NAME = {"type": "string", "pattern": NAME_RE.pattern}
 _COLUMN = {"type": "string", "minLength": 1, "description": "the column (default: the name)"}
 _NUMBER = {"type": "number"}
@@ -50,6 +57,7 @@ def _output_schema(head_type) -> dict:
             "min": _NUMBER,
             "max": _NUMBER,
             "max_regression": {"type": "number", "minimum": 0},
+            "beats": {"enum": list(BASELINE_KINDS)},
         },
         "required": ["metric"],
         "additionalProperties": False,

@@ -32,6 +32,7 @@ from preprocessing.options import (
     Anything,
     Check,
     Choice,
+    ChoiceList,
     Date,
     Integer,
     IntegerList,
@@ -82,6 +83,7 @@ class Gate:
     min: float | None = None  # value must be >= min
     max: float | None = None  # value must be <= max
     max_regression: float | None = None  # may be worse than the published model by at most this
+    beats: str | None = None  # a rival (`evaluation.baselines`): max_regression is then against it
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ HEAD_OPTIONS = {
     "gates": Option(
         [],
         "blessing conditions, on the overall slice",
-        Anything("[{metric, min, max, max_regression}]"),
+        Anything("[{metric, min, max, max_regression, beats}]"),
     ),
     # 32 by default (measured on movies, 3 seeds: oscar AUC 0.894 -> 0.911 in the multi-output
     # model, meter MAE 18.24 -> 18.30, genre already had it; digits' digit 0.943 -> 0.934).
@@ -289,6 +291,17 @@ HEAD_OPTIONS = {
 TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}
 MODEL_DEFAULTS = {k: o.default for k, o in MODEL_OPTIONS.items()}
 SCHEDULE_DEFAULTS = {k: o.default for k, o in SCHEDULE_OPTIONS.items()}
+# Rivals trained on the same Transform output and evaluated beside the network (trainer/gbdt.py).
+BASELINE_KINDS = ("gbdt",)
+EVALUATION_OPTIONS = {
+    "baselines": Option(
+        ["gbdt"],
+        "rival models trained on the same transformed data, evaluated beside the network per "
+        "head and slice (gbdt: gradient-boosted trees per head); [] for none",
+        ChoiceList(BASELINE_KINDS),
+    ),
+}
+EVALUATION_DEFAULTS = {k: o.default for k, o in EVALUATION_OPTIONS.items()}
 
 
 @dataclass(frozen=True)
@@ -301,6 +314,7 @@ class Spec:
     training: dict = field(default_factory=lambda: dict(TRAINING_DEFAULTS))
     model: dict = field(default_factory=lambda: dict(MODEL_DEFAULTS))
     schedule: dict = field(default_factory=lambda: dict(SCHEDULE_DEFAULTS))
+    evaluation: dict = field(default_factory=lambda: dict(EVALUATION_DEFAULTS))
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -358,6 +372,7 @@ class Spec:
             "training": dict(self.training),
             "model": dict(self.model),
             "schedule": dict(self.schedule),
+            "evaluation": {k: list(v) for k, v in self.evaluation.items()},
             "source": self.source,
         }
 
@@ -438,6 +453,7 @@ class _Parser:
             "training",
             "model",
             "schedule",
+            "evaluation",
             "source",
         }
         for key in raw:
@@ -457,7 +473,9 @@ class _Parser:
         training = self._section("training", raw.get("training"), TRAINING_OPTIONS)
         model = self._section("model", raw.get("model"), MODEL_OPTIONS)
         schedule = self._schedule(raw.get("schedule"))
+        evaluation = self._section("evaluation", raw.get("evaluation"), EVALUATION_OPTIONS)
         self._cross_checks(inputs, outputs, slices, data)
+        self._rival_gates(outputs, evaluation["baselines"])
         if self.problems:
             raise SpecError(self.source, self.problems)
         return Spec(
@@ -469,6 +487,7 @@ class _Parser:
             training=training,
             model=model,
             schedule=schedule,
+            evaluation=evaluation,
             source=raw.get("source", self.source),
         )
 
@@ -766,7 +785,7 @@ class _Parser:
 
     def _gates(self, key, raw) -> list[Gate]:
         if not isinstance(raw, list):
-            self.error(key, "must be a list of {metric, min|max|max_regression}")
+            self.error(key, "must be a list of {metric, min|max|max_regression|beats}")
             return []
         gates = []
         for i, g in enumerate(raw):
@@ -775,23 +794,48 @@ class _Parser:
                 self.error(k, "must be a mapping with a `metric`")
                 continue
             bounds = {b: g.get(b) for b in ("min", "max", "max_regression")}
-            unknown = set(g) - {"metric", *bounds}
+            unknown = set(g) - {"metric", "beats", *bounds}
             if unknown:
                 self.error(
                     k,
                     f"unknown key(s) {sorted(unknown)} (known: metric, min, max, "
-                    "max_regression)",
+                    "max_regression, beats)",
                 )
-            if all(v is None for v in bounds.values()):
-                self.error(k, "needs at least one of min, max, max_regression")
+            beats = g.get("beats")
+            if beats is not None:
+                if beats not in BASELINE_KINDS:
+                    self.error(
+                        f"{k}.beats", f"must be one of {list(BASELINE_KINDS)}, got {beats!r}"
+                    )
+                if bounds["min"] is not None or bounds["max"] is not None:
+                    self.error(
+                        k,
+                        f"a gate that beats {beats} compares with it only (max_regression: how "
+                        "much worse it may be, default 0); put min/max in a gate of their own",
+                    )
+            elif all(v is None for v in bounds.values()):
+                self.error(k, "needs at least one of min, max, max_regression, beats")
             for b, v in bounds.items():
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
                     self.error(f"{k}.{b}", f"must be a number, got {v!r}")
                     bounds[b] = None
             if bounds["max_regression"] is not None and bounds["max_regression"] < 0:
                 self.error(f"{k}.max_regression", "must be >= 0")
-            gates.append(Gate(g["metric"], **bounds))
+            if beats is not None and bounds["max_regression"] is None:
+                bounds["max_regression"] = 0.0
+            gates.append(Gate(g["metric"], **bounds, beats=beats))
         return gates
+
+    def _rival_gates(self, outputs, baselines) -> None:
+        """A gate may beat only a rival the run trains."""
+        for n, head in enumerate(outputs):
+            for i, gate in enumerate(head.gates):
+                if gate.beats and gate.beats in BASELINE_KINDS and gate.beats not in baselines:
+                    self.error(
+                        f"outputs[{n}].gates[{i}].beats",
+                        f"{gate.beats} is not trained: add it to evaluation.baselines "
+                        f"(now {list(baselines)})",
+                    )
 
     # -- slices, training, model -----------------------------------------------------------------
     def _slices(self, raw) -> list[SliceSpec]:

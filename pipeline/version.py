@@ -32,6 +32,8 @@ TRAINER_CODE = (
     "components/contract.py",
     "trainer",
 )
+# What the boosted baseline's run_fn (trainer.gbdt.run_fn) imports: the trainer's code.
+BOOSTED_CODE = TRAINER_CODE
 
 # Everything the project runs: what decides a pipeline's steps (an Airflow plan's key).
 ALL_CODE = ("pipeline", "components", "kubeflow", "preprocessing", "trainer")

@@ -126,6 +126,28 @@ BOOLEAN = Choice((True, False), "must be true or false")
 
 
 @dataclass(frozen=True)
+class ChoiceList(Check):
+    """A list of distinct values from `choices` (may be empty)."""
+
+    choices: tuple
+
+    def error(self, value):
+        if (
+            isinstance(value, list)
+            and all(v in self.choices for v in value)
+            and len(set(value)) == len(value)
+        ):
+            return None
+        return f"must be a list of distinct values from {list(self.choices)}, got {value!r}"
+
+    def json_schema(self):
+        return {"type": "array", "uniqueItems": True, "items": {"enum": list(self.choices)}}
+
+    def describe(self):
+        return f"list of {', '.join(self.choices)}"
+
+
+@dataclass(frozen=True)
 class String(Check):
     def error(self, value):
         return (

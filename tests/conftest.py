@@ -224,6 +224,11 @@ def killed_run(tmp_path_factory, beam_job_server):
     endpoint, _ = beam_job_server
     out = tmp_path_factory.mktemp("movies_run")
     raw = write_messy_movies(out / "messy.csv", MOVIES_FIXTURE_CSV, MOVIES_FIXTURE_SPEC)
+    # With the boosted rival (the product's default), and a gate the candidate must pass
+    # against it (loose: 400 rows decide little).
+    raw["evaluation"] = {"baselines": ["gbdt"]}
+    oscar = next(o for o in raw["outputs"] if o["name"] == "oscar")
+    oscar["gates"].append({"metric": "auc", "beats": "gbdt", "max_regression": 0.5})
     (out / "movies.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True))
     spec = load_spec(str(out / "movies.yaml"))
     flags = ["--beam-runner", "portable", "--job-endpoint", endpoint]
@@ -271,7 +276,9 @@ def movies_run(killed_run, portable_flags):
     The digits and CLI runs below use the DirectRunner. It runs on the output folder of a run
     killed inside Transform (killed_run), as a user re-runs the command.
 
-    Shared by every test that only reads its outputs (tests/pipeline/runners/test_local.py)
+    It trains the boosted rival beside the network (evaluation.baselines: gbdt) and gates the
+    oscar head against it. Shared by every test that only reads its outputs
+    (tests/pipeline/runners/test_local.py)
     and by the Kubeflow launcher-contract test (into a copy of its registry). Its data is
     the movies fixture as users' files come (tests/helpers.py): awkward column names,
     missing values written as NA, N/A, null, ... and each head's label missing on a different

@@ -132,8 +132,10 @@ def collect_labels(
 
 
 def read_transformed(file_pattern, feature_spec: dict) -> dict:
-    """A whole transformed split as {feature: numpy array over every example} (tests, bench)."""
-    files = sorted(tf.io.gfile.glob(file_pattern))
+    """A whole transformed split as {feature: numpy array over every example}; `file_pattern`
+    one pattern or a list (a Trainer's fn_args.train_files)."""
+    patterns = [file_pattern] if isinstance(file_pattern, str) else list(file_pattern)
+    files = sorted(f for pattern in patterns for f in tf.io.gfile.glob(pattern))
     ds = tf.data.TFRecordDataset(files, compression_type="GZIP")
     batches = list(ds.batch(4096).map(lambda s: tf.io.parse_example(s, feature_spec)))
     return {k: np.concatenate([b[k].numpy() for b in batches]) for k in feature_spec}

@@ -94,7 +94,9 @@ class _Exporter(tf.Module):
         return outputs
 
 
-def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
+def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bool = True) -> None:
+    """`serving_raw` False: only what TFMA reads (serving_default, transform_features), for a
+    model that is evaluated, never served (the boosted rival)."""
     exporter = _Exporter(model, tft_output, spec, info)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -124,7 +126,7 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
     ]
 
     @tf.function(input_signature=specs)
-    def serving_raw(*values):
+    def serving_raw_fn(*values):
         raw = {
             i.column: _raw_tensor(v, exporter.input_raw_spec[i.column])
             for i, v in zip(inputs, values, strict=True)
@@ -137,8 +139,8 @@ def export(model, tft_output, spec: Spec, info, export_dir: str) -> None:
 
     signatures = {
         "serving_default": serving_default,
-        "serving_raw": serving_raw,
         "transform_features": transform_features,
+        **({"serving_raw": serving_raw_fn} if serving_raw else {}),
     }
     # Only the signatures are served and evaluated: Keras's own per-layer call traces (for
     # reloading the model as Keras layers) would double the export's tracing.

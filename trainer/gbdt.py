@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import tensorflow as tf
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
@@ -54,6 +55,29 @@ def tree_features(arrays: dict, names: list[str]) -> dict:
             out[name] = x.reshape(-1).astype(str)
         else:
             out[name] = [[str(v) for v in row if v != 0] for row in x.reshape(len(x), -1)]
+    return out
+
+
+def tree_features_tf(transformed: dict, names: list[str]) -> dict:
+    """tree_features in TensorFlow, for the exported model: the same columns from a batch of
+    transformed features (a set's ids as a ragged tensor of strings, padding 0 dropped)."""
+    out = {}
+    for name in names:
+        x = transformed[name]
+        width = int(np.prod(x.shape[1:]))
+        flat = tf.reshape(x, [-1, width])
+        if x.dtype.is_floating:
+            flat = tf.cast(flat, tf.float32)
+            if width == 1:
+                out[name] = flat[:, 0]
+            else:
+                for j in range(width):
+                    out[f"{name}.{j}"] = flat[:, j]
+        elif width == 1:
+            out[name] = tf.strings.as_string(flat[:, 0])
+        else:
+            ids = tf.ragged.boolean_mask(flat, tf.not_equal(flat, 0))
+            out[name] = tf.ragged.map_flat_values(tf.strings.as_string, ids)
     return out
 
 
@@ -94,7 +118,7 @@ class BoostedHeads:
         for head in self.spec.outputs:
             head_type = HEAD_TYPES[head.type]
             raw = [_predict(model, features) for model in self.models[head.name]]
-            out[head.name] = head_type.tree_output(raw, head, info)
+            out[head.name] = np.asarray(head_type.tree_output(raw, head, info))
         return out
 
 
@@ -162,7 +186,6 @@ def fit_boosted(spec: Spec, train: dict, validation: dict, seed: int = 1) -> Boo
 def score(spec: Spec, info, predictions: dict, arrays: dict) -> dict:
     """{head: {metric: value}}: each head's own Keras metrics on the rows with its label, the
     way the training report scores the deep model."""
-    import tensorflow as tf
 
     out = {}
     for head in spec.outputs:
@@ -175,3 +198,99 @@ def score(spec: Spec, info, predictions: dict, arrays: dict) -> dict:
             values[metric.name] = float(metric.result())
         out[head.name] = values
     return out
+
+
+class TreeModel(tf.Module):
+    """The boosted heads as the exporter calls a model: transformed features in, {head: the
+    head's output as the network gives it} out, YDF's models running as TensorFlow ops (TF-DF's
+    inference kernels), so the SavedModel serves and TFMA evaluates it like the network."""
+
+    def __init__(self, boosted: BoostedHeads, info):
+        super().__init__()
+        self.spec, self.info = boosted.spec, info
+        self.names = input_feature_names(boosted.spec)
+        self.heads = {  # tracked: the YDF functions' resources are saved with the model
+            head: [m if isinstance(m, OneClass) else m.to_tensorflow_function() for m in models]
+            for head, models in boosted.models.items()
+        }
+        self.classes = {
+            head: [
+                [m.label] if isinstance(m, OneClass) else _classes(m) for m in boosted.models[head]
+            ]
+            for head in boosted.models
+        }
+
+    def __call__(self, transformed: dict, training: bool = False) -> dict:
+        features = tree_features_tf(transformed, self.names)
+        rows = tf.shape(transformed[self.names[0]])[0]
+        out = {}
+        for head in self.spec.outputs:
+            raw = []
+            for fn, classes in zip(self.heads[head.name], self.classes[head.name], strict=True):
+                values = tf.ones([rows]) if isinstance(fn, OneClass) else fn(features)
+                raw.append({"values": values, "classes": classes})
+            out[head.name] = HEAD_TYPES[head.type].tree_output(raw, head, self.info)
+        return out
+
+
+def _classes(model) -> list | None:
+    return list(model.label_classes()) if model.task().name == "CLASSIFICATION" else None
+
+
+def run_fn(fn_args) -> None:
+    """The boosted baseline's Trainer (a second TFX Trainer, `BoostedTrainer`): per head trees on
+    the transformed train split, early stopping on the validation split, exported with the
+    network's signatures (trainer/export.py) so that the Evaluator compares the two per head and
+    slice; its report (seconds per head, trees, validation metrics) beside it."""
+    import json
+    import os
+
+    import tensorflow_transform as tft
+
+    from pipeline.constants import TRAINING_REPORT_FILE
+    from trainer.data import collect_labels, read_transformed
+    from trainer.export import export
+    from trainer.model import FeatureInfo
+
+    spec = Spec.from_dict(fn_args.custom_config["spec"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    feature_spec = tft_output.transformed_feature_spec()
+    train = read_transformed(fn_args.train_files, feature_spec)
+    validation = read_transformed(fn_args.eval_files, feature_spec)
+    info = FeatureInfo.from_transform_output(
+        tft_output, collect_labels(fn_args.train_files, spec, feature_spec), spec
+    )
+    start = time.perf_counter()
+    boosted = fit_boosted(spec, train, validation, seed=spec.training["seed"])
+    seconds = time.perf_counter() - start
+    export(
+        TreeModel(boosted, info),
+        tft_output,
+        spec,
+        info,
+        fn_args.serving_model_dir,
+        serving_raw=False,
+    )
+    validation_metrics = score(spec, info, boosted.predict(validation, info), validation)
+    report = {
+        "kind": "gbdt",
+        "settings": GBT_SETTINGS,
+        "seconds": round(seconds, 2),
+        "seconds_per_head": {h: round(t, 2) for h, t in boosted.seconds.items()},
+        "rows": {
+            "train": len(train[spec.outputs[0].label_present]),
+            "validation": len(validation[spec.outputs[0].label_present]),
+        },
+        "trees": {
+            h: [0 if isinstance(m, OneClass) else m.num_trees() for m in models]
+            for h, models in boosted.models.items()
+        },
+        "validation": validation_metrics,
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_REPORT_FILE), "w") as f:
+        json.dump(report, f, indent=2)
+    print(
+        f"[BoostedTrainer] gradient-boosted trees per head in {seconds:.1f} s: "
+        + "; ".join(f"{h} {v}" for h, v in validation_metrics.items())
+    )

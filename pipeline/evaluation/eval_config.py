@@ -5,7 +5,8 @@ model's `transform_features` signature, and per head an example weight, `<head>_
 an example without that head's label counts in none of its metrics (its weighted example count
 is the number of labelled examples). Each head's MetricsSpecs come from its head type's metric
 table (every spec with `output_names=[head]`); the head's gates become value and change
-thresholds on the overall slice. Slices: overall plus every slice the spec declares (the
+thresholds on the overall slice. A rival's config (`rival="gbdt"`) is the same with only the gates
+that beat it, as change thresholds against it (the rival is TFMA's baseline model there). Slices: overall plus every slice the spec declares (the
 `slice_<name>` features Transform makes).
 """
 
@@ -54,11 +55,14 @@ def _merged(metric: str, gates: list[Gate]) -> Gate:
     )
 
 
-def metrics_specs(head: OutputSpec) -> list[tfma.MetricsSpec]:
+def metrics_specs(head: OutputSpec, rival: str | None = None) -> list[tfma.MetricsSpec]:
+    """The head's metrics, thresholds from its gates against the published model (rival None) or
+    from its gates that beat `rival` (then TFMA's baseline model is the rival)."""
     head_type = head.head_type
     gates: dict[str, list[Gate]] = {}
     for gate in head.gates:
-        gates.setdefault(gate.metric, []).append(gate)
+        if gate.beats == rival:
+            gates.setdefault(gate.metric, []).append(gate)
     configs = []
     for name in head.metrics:
         metric = head_type.metric_table[name]
@@ -82,14 +86,16 @@ def metrics_specs(head: OutputSpec) -> list[tfma.MetricsSpec]:
     return head_type.tfma_metrics_specs(head, configs, extras)
 
 
-def build_eval_config(spec: Spec) -> tfma.EvalConfig:
-    if not any(o.gates for o in spec.outputs):
+def build_eval_config(spec: Spec, rival: str | None = None) -> tfma.EvalConfig:
+    """The Evaluator's config (rival None), or a rival's (the candidate against the rival model
+    as TFMA's baseline: every metric of both per head and slice, the `beats` gates thresholds)."""
+    if rival is None and not any(not g.beats for o in spec.outputs for g in o.gates):
         raise SpecError(
             spec.source,
             [
                 (
                     "outputs",
-                    "no head has gates: the Evaluator blesses no "
+                    "no head has gates (besides beats): the Evaluator blesses no "
                     "model without thresholds; give at least one",
                 )
             ],
@@ -103,7 +109,7 @@ def build_eval_config(spec: Spec) -> tfma.EvalConfig:
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        metrics_specs=[s for head in spec.outputs for s in metrics_specs(head)],
+        metrics_specs=[s for head in spec.outputs for s in metrics_specs(head, rival)],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[slice_name(s.name)]) for s in spec.slices],
     )

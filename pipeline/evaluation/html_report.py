@@ -106,10 +106,18 @@ def _gates(facts: RunFacts, head: OutputSpec) -> str:
     published = "published model" + (
         f" (v{facts.baseline_version})" if facts.baseline_version else ""
     )
+    rivals = facts.summary.rival_names()  # boosted trees per head (evaluation.baselines)
     table = _table(
-        ["metric", "value", published, "threshold", "result"],
+        ["metric", "value", published, *rivals, "threshold", "result"],
         [
-            [r.metric, fmt(r.value), fmt(r.baseline), r.threshold, "pass" if r.passed else "FAIL"]
+            [
+                r.metric,
+                fmt(r.value),
+                fmt(None if r.beats_rival else r.baseline),
+                *(fmt(r.rivals.get(name)) for name in rivals),
+                r.threshold,
+                "pass" if r.passed else "FAIL",
+            ]
             for r in rows
         ],
         ["pass" if r.passed else "fail" for r in rows],

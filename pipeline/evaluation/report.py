@@ -39,7 +39,17 @@ def print_run(spec: Spec, outputs: dict, metadata_path: str) -> None:
         return
     blessing = evaluator["blessing"][0]
     blessed = blessing.custom_properties[constants.BLESSED].int_value == 1
-    print_evaluation(spec, EvaluationSummary.from_tfma(evaluator["evaluation"][0].uri), blessed)
+    rival_evaluations = outputs.get(constants.BOOSTED_EVALUATOR, {}).get("evaluation", [])
+    rival = {"gbdt": rival_evaluations[0].uri} if rival_evaluations else {}
+    if rival:
+        beaten = outputs[constants.BOOSTED_EVALUATOR].get("blessing", [])
+        if beaten and constants.BLESSED in beaten[0].custom_properties:
+            blessed = blessed and beaten[0].custom_properties[constants.BLESSED].int_value == 1
+    print_evaluation(
+        spec, EvaluationSummary.from_tfma(evaluator["evaluation"][0].uri, rival), blessed
+    )
+    for artifact in outputs.get(constants.BOOSTED_TRAINER, {}).get("model_run", []):
+        print_boosted_report(artifact.uri)
     print_push(outputs.get("RegistryPusher", {}).get("pushed_model", []))
     for artifact in outputs.get("RunReport", {}).get("report", []):
         print(f"Report: {os.path.join(artifact.uri, constants.REPORT_FILE)}")
@@ -70,6 +80,21 @@ def load_training_report(model_run_uri: str) -> dict | None:
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def print_boosted_report(model_run_uri: str) -> None:
+    """What the rival cost: the boosted trees' training time and size (trainer/gbdt.py)."""
+    report = load_training_report(model_run_uri)
+    if report is None:
+        return
+    trees = ", ".join(
+        f"{head} {sum(t)}" + (f" in {len(t)} models" if len(t) > 1 else "")
+        for head, t in report["trees"].items()
+    )
+    print(
+        f"\nThe rival, gradient-boosted trees per head (BoostedTrainer): trained in "
+        f"{report['seconds']:.1f} s on {report['rows']['train']} rows; trees: {trees}"
+    )
 
 
 def print_training_report(model_run_uri: str) -> None:
@@ -124,15 +149,18 @@ def versus_trivial(head_report: dict) -> list[tuple]:
 
 def print_evaluation(spec: Spec, summary: EvaluationSummary, blessed: bool) -> None:
     print("\nEvaluation (eval split; gates from the spec):")
+    rivals = summary.rival_names()
+    rival_header = "".join(f" {r:>9s}" for r in rivals)
     print(
-        f"  {'head':10s} {'metric':15s} {'value':>9s} {'baseline':>9s}  "
+        f"  {'head':10s} {'metric':15s} {'value':>9s} {'baseline':>9s}{rival_header}  "
         f"{'threshold':44s} result"
     )
     rows = summary.gate_rows(spec)
     for r in rows:
+        rival_values = "".join(f" {fmt(r.rivals.get(name)):>9s}" for name in rivals)
         print(
             f"  {r.head:10s} {r.metric:15s} {fmt(r.value):>9s} "
-            f"{fmt(r.baseline):>9s}  {r.threshold:44s} "
+            f"{fmt(r.baseline):>9s}{rival_values}  {r.threshold:44s} "
             f"{'pass' if r.passed else 'FAIL'}"
         )
     weakest = summary.weakest_slices(spec)

@@ -4,7 +4,8 @@
 JSON kept in each registry version's model card. The pusher, the CLI, the notebook, the MLflow
 push and the bench all read this one type; the gate table and the weakest slices come from it.
 Metric keys are TFMA's (`mean_absolute_error`, `auc/macro`, `auc/class_3`); a baseline model's
-values are prefixed `baseline:`.
+values are prefixed `baseline:`, a rival's (the boosted trees, `evaluation.baselines`) by its name
+(`gbdt:auc`), read from the rival's own evaluation (the candidate against it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Failure:
     value: float | None
     change: bool  # True: the change from the baseline failed; False: the value itself
     message: str
+    rival: str | None = None  # a `beats` gate's rival (gbdt); None: the published model
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class GateRow:
     baseline: float | None
     passed: bool
     why: str
+    rivals: dict = field(default_factory=dict)  # {rival: its value of this metric}
+    beats_rival: str | None = None  # a `beats` gate: baseline is that rival's value
 
 
 @dataclass(frozen=True)
@@ -57,50 +61,27 @@ class EvaluationSummary:
 
     # -- reading and writing --------------------------------------------------------------------
     @classmethod
-    def from_tfma(cls, evaluation_uri: str) -> EvaluationSummary:
-        import tensorflow_model_analysis as tfma
-
+    def from_tfma(cls, evaluation_uri: str, rivals: dict | None = None) -> EvaluationSummary:
+        """The Evaluator's output; `rivals` {name: the uri of the candidate's evaluation against
+        that rival}: its values (`<name>:<key>`) and its `beats` gates join this summary."""
         metrics: dict = {}
-        for slice_metrics in tfma.load_metrics(evaluation_uri):
-            slice_name = _slice_name(slice_metrics.slice_key)
-            for kv in slice_metrics.metric_keys_and_values:
-                if kv.key.is_diff or not kv.value.HasField("double_value"):
-                    continue
-                head = kv.key.output_name or "_"
-                name = kv.key.name
-                if kv.key.HasField("sub_key") and kv.key.sub_key.HasField("class_id"):
-                    name = f"{name}/class_{kv.key.sub_key.class_id.value}"
-                if kv.key.HasField("aggregation_type"):
-                    name = f"{name}/macro"
-                if kv.key.model_name == "baseline":
-                    name = f"baseline:{name}"
-                metrics.setdefault(head, {}).setdefault(slice_name, {})[name] = (
-                    kv.value.double_value.value
-                )
-        result = tfma.load_validation_result(evaluation_uri)
-        failures = []
-        for per_slice in result.metric_validations_per_slice:
-            for f in per_slice.failures:
-                value = (
-                    f.metric_value.double_value.value
-                    if f.metric_value.HasField("double_value")
-                    else None
-                )
-                failures.append(
-                    Failure(
-                        head=f.metric_key.output_name,
-                        metric=f.metric_key.name,
-                        value=value,
-                        change=f.metric_key.is_diff,
-                        message=f.message or _describe_failure(f, value),
-                    )
-                )
-        return cls(metrics, bool(result.validation_ok), failures)
+        _read_metrics(evaluation_uri, metrics, "baseline")
+        ok, failures = _read_validation(evaluation_uri, None)
+        for name, uri in (rivals or {}).items():
+            _read_metrics(uri, metrics, name, candidate=False)
+            rival_ok, rival_failures = _read_validation(uri, name)
+            ok, failures = ok and rival_ok, failures + rival_failures
+        return cls(metrics, ok, failures)
 
     def to_dict(self) -> dict:
         return {
             "metrics": self.metrics,
-            "validation": {"ok": self.ok, "failures": [asdict(f) for f in self.failures]},
+            "validation": {
+                "ok": self.ok,
+                "failures": [
+                    {k: v for k, v in asdict(f).items() if k != "rival" or v} for f in self.failures
+                ],
+            },
         }
 
     @classmethod
@@ -116,27 +97,56 @@ class EvaluationSummary:
     def value(self, head: str, key: str, slice_name: str = OVERALL) -> float | None:
         return self.metrics.get(head, {}).get(slice_name, {}).get(key)
 
+    def rival_names(self) -> list[str]:
+        """The rivals this summary holds values of (gbdt), in the order first seen."""
+        names = {}
+        for slices in self.metrics.values():
+            for key in slices.get(OVERALL, {}):
+                prefix, _, rest = key.partition(":")
+                if rest and prefix != "baseline":
+                    names[prefix] = None
+        return list(names)
+
     def gate_rows(self, spec: Spec) -> list[GateRow]:
-        """One row per gate: head, metric, value, threshold, baseline value, pass/fail."""
+        """One row per gate: head, metric, value, threshold, baseline value (the published
+        model's, or for a `beats` gate its rival's), pass/fail, and every rival's value."""
         rows = []
+        rival_names = self.rival_names()
         for head in spec.outputs:
             head_type = head.head_type
             for gate in head.gates:
                 key = head_type.summary_key(gate.metric)
-                baseline = self.value(head.name, f"baseline:{key}")
+                rivals = {r: self.value(head.name, f"{r}:{key}") for r in rival_names}
                 bounds = []
+                if gate.beats:
+                    baseline = rivals.get(gate.beats)
+                    bounds.append(
+                        (
+                            f"not worse than {gate.beats}"
+                            if not gate.max_regression
+                            else f"worse than {gate.beats} by <= {gate.max_regression}"
+                        )
+                        if baseline is not None
+                        else f"({gate.beats} not evaluated)"
+                    )
+                else:
+                    baseline = self.value(head.name, f"baseline:{key}")
                 if gate.min is not None:
                     bounds.append(f">= {gate.min}")
                 if gate.max is not None:
                     bounds.append(f"<= {gate.max}")
-                if gate.max_regression is not None:
+                if gate.max_regression is not None and not gate.beats:
                     bounds.append(
                         f"worse than baseline by <= {gate.max_regression}"
                         if baseline is not None
                         else "(no baseline yet)"
                     )
                 tfma_name = head_type.metric_table[gate.metric].tfma_key
-                failed = [f for f in self.failures if f.head == head.name and f.metric == tfma_name]
+                failed = [
+                    f
+                    for f in self.failures
+                    if f.head == head.name and f.metric == tfma_name and f.rival == gate.beats
+                ]
                 rows.append(
                     GateRow(
                         head=head.name,
@@ -146,6 +156,8 @@ class EvaluationSummary:
                         baseline=baseline,
                         passed=not failed,
                         why="; ".join(f.message for f in failed),
+                        rivals=rivals,
+                        beats_rival=gate.beats,
                     )
                 )
         return rows
@@ -188,6 +200,57 @@ class EvaluationSummary:
         return "; ".join(parts)
 
 
+def _read_metrics(uri: str, metrics: dict, baseline_name: str, candidate: bool = True) -> None:
+    """Adds the evaluation's values to metrics (head -> slice -> key): the candidate's under
+    TFMA's keys (when `candidate`), TFMA's baseline model's under `<baseline_name>:<key>`."""
+    import tensorflow_model_analysis as tfma
+
+    for slice_metrics in tfma.load_metrics(uri):
+        slice_name = _slice_name(slice_metrics.slice_key)
+        for kv in slice_metrics.metric_keys_and_values:
+            if kv.key.is_diff or not kv.value.HasField("double_value"):
+                continue
+            is_baseline = kv.key.model_name == "baseline"
+            if not candidate and not is_baseline:
+                continue
+            head = kv.key.output_name or "_"
+            name = kv.key.name
+            if kv.key.HasField("sub_key") and kv.key.sub_key.HasField("class_id"):
+                name = f"{name}/class_{kv.key.sub_key.class_id.value}"
+            if kv.key.HasField("aggregation_type"):
+                name = f"{name}/macro"
+            if is_baseline:
+                name = f"{baseline_name}:{name}"
+            metrics.setdefault(head, {}).setdefault(slice_name, {})[name] = (
+                kv.value.double_value.value
+            )
+
+
+def _read_validation(uri: str, rival: str | None) -> tuple[bool, list[Failure]]:
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(uri)
+    failures = []
+    for per_slice in result.metric_validations_per_slice:
+        for f in per_slice.failures:
+            value = (
+                f.metric_value.double_value.value
+                if f.metric_value.HasField("double_value")
+                else None
+            )
+            failures.append(
+                Failure(
+                    head=f.metric_key.output_name,
+                    metric=f.metric_key.name,
+                    value=value,
+                    change=f.metric_key.is_diff,
+                    message=f.message or _describe_failure(f, value, rival),
+                    rival=rival,
+                )
+            )
+    return bool(result.validation_ok), failures
+
+
 def examples_in(values: dict) -> float | None:
     """A slice's example count from its metrics. With label masks, the weighted count is the
     examples with this head's label; a multilabel head counts per label (all the same)."""
@@ -221,9 +284,11 @@ def _slice_name(slice_key) -> str:
     return ", ".join(parts)
 
 
-def _describe_failure(failure, value) -> str:
+def _describe_failure(failure, value, rival: str | None = None) -> str:
     threshold = failure.metric_threshold
     what = "change from the baseline" if failure.metric_key.is_diff else "value"
+    if rival:
+        what = f"change from {rival}"
     bounds = []
     fields = {
         "value_threshold": ("lower_bound", "upper_bound"),

@@ -181,10 +181,12 @@ class HeadType(Configurable):
         of the class index or 0/1 flag, by default)."""
         return [y.reshape(len(y), -1)[:, 0].astype(np.int64)]
 
-    def tree_output(self, predictions: list[dict], head, info) -> np.ndarray:
+    def tree_output(self, predictions: list[dict], head, info) -> tf.Tensor:
         """The head's output, shaped as the network's, from its tree models' predictions
-        (`values`, and `classes` for classifiers): one positive-class probability per model."""
-        return np.stack([positive_probability(p) for p in predictions], axis=1)
+        (`values`, and `classes` for classifiers): one positive-class probability per model.
+        TensorFlow ops on arrays or tensors: the same code scores in Python and serves in the
+        exported boosted model."""
+        return tf.stack([positive_probability(p) for p in predictions], axis=1)
 
     # -- evaluation (TFMA) ----------------------------------------------------------------------
     def higher_is_better(self, metric: str) -> bool:
@@ -202,7 +204,7 @@ class HeadType(Configurable):
 
 
 # -- helpers shared by the classifier head types ------------------------------------------------
-def positive_probability(prediction: dict) -> np.ndarray:
+def positive_probability(prediction: dict):
     """A binary tree model's probability of 1 (YDF gives that of its second label class)."""
     values, classes = prediction["values"], prediction["classes"]
     return values if classes[-1] == "1" else 1.0 - values

@@ -196,13 +196,19 @@ class Multiclass(HeadType):
     def tree_output(self, predictions, head, info):
         """Probabilities per class index; a class the trees never saw gets 0."""
         (p,) = predictions
-        out = np.zeros((len(p["values"]), self.num_units(head, info)), np.float32)
-        values = p["values"].reshape(len(out), -1)
+        values = tf.convert_to_tensor(p["values"], tf.float32)
+        values = tf.reshape(values, [tf.shape(values)[0], -1])
         if len(p["classes"]) == 2:  # YDF gives a binary model the second class's probability
-            values = np.concatenate([1 - values, values], axis=1)
-        for j, c in enumerate(p["classes"]):
-            out[:, int(c)] = values[:, j]
-        return out
+            values = tf.concat([1 - values, values], axis=1)
+        column = {int(c): j for j, c in enumerate(p["classes"])}
+        zeros = tf.zeros_like(values[:, 0])
+        return tf.stack(
+            [
+                values[:, column[k]] if k in column else zeros
+                for k in range(self.num_units(head, info))
+            ],
+            axis=1,
+        )
 
     def label_weight(self, label, head, info):
         known = tf.cast(label >= 0, tf.float32)

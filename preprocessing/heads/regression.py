@@ -70,7 +70,7 @@ class Regression(HeadType):
         return [y.reshape(-1).astype(np.float32)]
 
     def tree_output(self, predictions, head, info):
-        return predictions[0]["values"].reshape(-1, 1)
+        return tf.reshape(tf.convert_to_tensor(predictions[0]["values"], tf.float32), [-1, 1])
 
     def keras_loss(self, head, info):
         """The loss on standardized values, so its scale is comparable with other heads'."""

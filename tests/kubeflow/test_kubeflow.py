@@ -15,7 +15,7 @@ from kubeflow.runner import Resources, compile_kubeflow, kubeflow_pipeline
 from kubeflow.schedule import ScheduleError, check_cron, parse_params
 from pipeline.pipeline import create_pipeline
 from pipeline.runners.beam import BeamArgsError, BeamOptions, beam_args
-from pipeline.spec import load_spec
+from pipeline.spec import Spec, load_spec
 
 MOVIES_SPEC = os.path.join(REPO, "data", "movies", "movies.yaml")
 IMAGE = "registry.example.com/ml/mimo-pipeline:1.2.3"
@@ -78,19 +78,20 @@ def test_trainer_asks_for_gpus_and_every_step_for_cpu_and_memory(compiled):
     assert trainer["accelerator"] == {"type": "NVIDIA_L4", "count": "2"}
     assert trainer["cpuRequest"] == 8 and trainer["memoryLimit"] == 32
     pods = [e["container"] for e in executors.values() if "container" in e]
-    assert len(pods) == 11  # every component
+    assert len(pods) == 13  # every component, the boosted rival's Trainer and Evaluator too
     for container in pods:
         assert container["image"] == IMAGE
         assert container["resources"]["cpuRequest"] >= 1
         assert container["resources"]["memoryRequest"] >= 4
-    transform = executors["Transform_executor"]["container"]["resources"]
-    assert transform["cpuRequest"] == 4 and transform["memoryRequest"] == 16
+    for step in ("Transform", "BoostedTrainer", "BoostedEvaluator"):
+        resources = executors[f"{step}_executor"]["container"]["resources"]
+        assert resources["cpuRequest"] == 4 and resources["memoryRequest"] == 16, step
 
 
 def test_beam_steps_run_on_the_distributed_runner(compiled):
     _, _, ir = compiled
     executors = ir["deploymentSpec"]["executors"]
-    for name in ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+    for name in ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator", "BoostedEvaluator"):
         args = executors[f"{name}_executor"]["container"]["args"]
         assert "--runner=DataflowRunner" in args, name
         assert f"--sdk_container_image={IMAGE}" in args, name
@@ -288,3 +289,22 @@ def test_the_entrypoint_gives_untyped_inputs_their_declared_types_and_local_moun
     assert to_local("gs://b/p") == "gs://b/p"  # TensorFlow writes gs:// itself
     assert to_local("s3://b/p") == "/pod/s3/b/p"
     assert len([c for c in changes if "type" in c]) == 3
+
+
+def test_a_beats_gate_conditions_the_push_on_both_blessings(tmp_path):
+    """With a `beats: gbdt` gate the pusher runs only when the Evaluator and the BoostedEvaluator
+    both blessed the model: one KFP trigger condition over two of the pusher's own inputs."""
+    raw = load_spec(MOVIES_SPEC).to_dict()
+    raw["outputs"][0]["gates"].append({"metric": "mae", "beats": "gbdt", "max_regression": 0.5})
+    spec = Spec.from_dict(raw)
+    path = str(tmp_path / "pipeline.yaml")
+    compile_kubeflow(kubeflow_pipeline(spec, [], registry="/mnt/models"), path, image=IMAGE)
+    ir = json_format.MessageToDict(kfp_components.load_component_from_file(path).pipeline_spec)
+    pusher = ir["root"]["dag"]["tasks"]["RegistryPusher"]
+    assert pusher["inputs"]["artifacts"]["rival_blessing"] == {
+        "taskOutputArtifact": {"producerTask": "BoostedEvaluator", "outputArtifactKey": "blessing"}
+    }
+    condition = pusher["triggerPolicy"]["condition"]
+    for name in ("model_blessing", "rival_blessing"):
+        assert f"inputs.artifacts['{name}'].artifacts[0].metadata['blessed'] == 1.0" in condition
+    assert "&&" in condition

@@ -344,3 +344,35 @@ def test_schedule_section_defaults_and_dates(tmp_path, raw_movies):
         "catchup": False,
         **retry,
     }
+
+
+def test_beats_gates_name_a_rival_the_run_trains(tmp_path, raw_movies):
+    """`beats` takes a known rival, only with max_regression (its tolerance, default 0), and
+    only when evaluation.baselines trains it; baselines are a list of known rivals."""
+    oscar = raw_movies["outputs"][1]
+    raw_movies["evaluation"] = {"baselines": ["gbdt"]}
+    oscar["gates"] = [{"metric": "auc", "beats": "gbdt"}]
+    spec = load_spec(write_spec(tmp_path, raw_movies))
+    (gate,) = spec.outputs[1].gates
+    assert (gate.beats, gate.max_regression, gate.min) == ("gbdt", 0.0, None)
+    assert Spec.from_dict(spec.to_dict()).outputs[1].gates == spec.outputs[1].gates
+    oscar["gates"] = [
+        {"metric": "auc", "beats": "lightgbm"},
+        {"metric": "auc", "beats": "gbdt", "min": 0.5},
+    ]
+    message = str(problems_of(tmp_path, raw_movies))
+    assert "outputs[1].gates[0].beats: must be one of ['gbdt'], got 'lightgbm'" in message
+    assert "outputs[1].gates[1]: a gate that beats gbdt compares with it only" in message
+    raw_movies["evaluation"] = {"baselines": []}
+    oscar["gates"] = [{"metric": "auc", "beats": "gbdt"}]
+    message = str(problems_of(tmp_path, raw_movies))
+    assert (
+        "outputs[1].gates[0].beats: gbdt is not trained: add it to evaluation.baselines" in message
+    )
+    raw_movies["evaluation"] = {"baselines": ["gbdt", "gbdt"]}
+    assert "evaluation.baselines: must be a list of distinct values" in str(
+        problems_of(tmp_path, raw_movies)
+    )
+    del raw_movies["evaluation"]
+    oscar["gates"] = [{"metric": "auc", "min": 0.5}]
+    assert load_spec(write_spec(tmp_path, raw_movies)).evaluation == {"baselines": ["gbdt"]}

@@ -10,7 +10,7 @@ import pytest
 
 from preprocessing import HEAD_TYPES
 from trainer.data import read_transformed
-from trainer.gbdt import OneClass, fit_boosted, score, tree_features
+from trainer.gbdt import OneClass, TreeModel, fit_boosted, score, tree_features
 from trainer.model import build_model, compile_model
 
 
@@ -101,3 +101,31 @@ def test_a_label_train_never_shows_gets_a_certain_prediction_not_a_crash(movies_
     predicted = boosted.predict(valid, movies_prepared.info)["genre"]
     assert predicted.shape == (len(valid["genre_label"]), 21)
     assert np.all(predicted[:, 0] == 0.0) and 0 < predicted[:, 1:].mean() < 1
+
+
+@pytest.mark.parametrize("which", ["movies", "digits"])
+def test_the_saved_boosted_model_predicts_what_the_trees_predict(which, request, tmp_path):
+    """TreeModel (the BoostedTrainer's exported model): the trees as TensorFlow ops inside a
+    SavedModel, fed the transformed features, answer what YDF answers in Python, for every head
+    type (sets of ids, categories, numbers and pixels as features; multiclass columns by class)."""
+    import tensorflow as tf
+
+    from trainer.data import input_feature_names
+
+    p = request.getfixturevalue(f"{which}_prepared")
+    train, valid = arrays(p)
+    boosted = fit_boosted(p.spec, train, valid, seed=1)
+    names = input_feature_names(p.spec)
+    module = tf.Module()
+    module.trees = TreeModel(boosted, p.info)
+    signature = {
+        n: tf.TensorSpec([None, *valid[n].shape[1:]], tf.as_dtype(valid[n].dtype)) for n in names
+    }
+    module.serve = tf.function(lambda features: module.trees(features), input_signature=[signature])
+    tf.saved_model.save(module, str(tmp_path / "trees"))
+    loaded = tf.saved_model.load(str(tmp_path / "trees"))
+    served = loaded.serve({n: tf.constant(valid[n]) for n in names})
+    expected = boosted.predict(valid, p.info)
+    for head in p.spec.outputs:
+        np.testing.assert_allclose(served[head.name].numpy(), expected[head.name], atol=1e-5)
+        assert served[head.name].shape[0] == len(valid[head.label_present])

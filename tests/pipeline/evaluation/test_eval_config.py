@@ -98,3 +98,34 @@ def test_a_spec_without_gates_is_refused_and_gates_name_known_metrics():
     raw["outputs"][0]["gates"] = [{"metric": "auc", "min": 0.5}]
     with pytest.raises(SpecError, match=r"outputs\[0\].gates\[0\].metric: 'auc' is not among"):
         Spec.from_dict(raw)
+
+
+def test_a_gate_that_beats_the_boosted_trees_is_a_change_threshold_against_them_only():
+    """`beats: gbdt` gates become TFMA change thresholds in the rival's config (where the trees
+    are TFMA's baseline model), never in the Evaluator's; the other gates stay there alone."""
+    raw = load_spec(MOVIES_FIXTURE_SPEC).to_dict()
+    raw["evaluation"] = {"baselines": ["gbdt"]}
+    raw["outputs"][1]["gates"].append({"metric": "auc", "beats": "gbdt", "max_regression": 0.01})
+    spec = Spec.from_dict(raw)
+    main, rival = build_eval_config(spec), build_eval_config(spec, rival="gbdt")
+
+    def thresholds(config, head):
+        return {
+            m.class_name: t.threshold
+            for s in specs_by_head(config)[head]
+            for m in s.metrics
+            for t in m.per_slice_thresholds
+        }
+
+    (change,) = thresholds(rival, "oscar").values()
+    assert not change.HasField("value_threshold")
+    assert change.change_threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
+    assert change.change_threshold.absolute.value == pytest.approx(-0.01)
+    assert thresholds(rival, "meter") == {} and thresholds(rival, "genre") == {}
+    (published,) = thresholds(main, "oscar").values()  # the value gate with max_regression
+    assert published.value_threshold.lower_bound.value == pytest.approx(0.2)
+    assert published.change_threshold.absolute.value == pytest.approx(-0.5)
+    # Every metric of every head is computed for both models in the rival's config.
+    assert [len(s.metrics) for s in rival.metrics_specs] == [
+        len(s.metrics) for s in main.metrics_specs
+    ]

@@ -1,6 +1,7 @@
 """The data half of the real local pipeline (LocalDagRunner, SQLite ML Metadata) on fixtures."""
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -37,6 +38,8 @@ COMPONENTS = [
     "Transform",
     "Trainer",
     "Evaluator",
+    "BoostedTrainer",
+    "BoostedEvaluator",
     "RegistryPusher",
 ]
 
@@ -88,6 +91,8 @@ def test_every_artifact_recorded_in_ml_metadata(movies_run):
         "Transform": ["transformed_examples", "transform_graph"],
         "Trainer": ["model", "model_run"],
         "Evaluator": ["evaluation", "blessing"],
+        "BoostedTrainer": ["model", "model_run"],
+        "BoostedEvaluator": ["evaluation", "blessing"],
         "RegistryPusher": ["pushed_model"],
     }
     for component, keys in expected.items():
@@ -621,3 +626,66 @@ def test_partial_labels_train_every_head_on_its_own_labelled_rows(movies_run):
             "weighted_example_count", counts.get("weighted_example_count/class_0")
         )
         assert weighted == pytest.approx(labelled["eval"][column]), (head, counts)
+    # The boosted rival, evaluated by TFMA on the same rows: its counts are its labelled rows.
+    rival = EvaluationSummary.from_tfma(
+        outputs["Evaluator"]["evaluation"][0].uri,
+        {"gbdt": outputs["BoostedEvaluator"]["evaluation"][0].uri},
+    )
+    for head, (column, _) in zip(("meter", "oscar", "genre"), MESSY_LABELS, strict=True):
+        counts = rival.metrics[head]["overall"]
+        weighted = counts.get(
+            "gbdt:weighted_example_count", counts.get("gbdt:weighted_example_count/class_0")
+        )
+        assert weighted == pytest.approx(labelled["eval"][column]), (head, counts)
+
+
+def test_the_boosted_rival_is_trained_evaluated_per_head_and_slice_and_gated(movies_run):
+    """evaluation.baselines: gbdt. The BoostedTrainer's trees (one model per head, one per label
+    of the multilabel head) are exported with the network's signatures; the BoostedEvaluator
+    scores them beside the candidate on the eval split, per head and slice; the oscar head's
+    `beats: gbdt` gate is a TFMA change threshold against them, and the pushed card keeps it."""
+    from pipeline.evaluation.summary import OVERALL, EvaluationSummary
+
+    spec, _, outputs = movies_run
+    report = load_training_report(outputs["BoostedTrainer"]["model_run"][0].uri)
+    assert report["kind"] == "gbdt" and report["seconds"] > 0
+    assert [len(report["trees"][h]) for h in ("meter", "oscar", "genre")] == [1, 1, 21]
+    assert set(report["validation"]) == {"meter", "oscar", "genre"}
+    model = tf.saved_model.load(
+        os.path.join(outputs["BoostedTrainer"]["model"][0].uri, "Format-Serving")
+    )
+    assert set(model.signatures) == {"serving_default", "transform_features"}
+    files = glob.glob(os.path.join(outputs["CsvExampleGen"]["examples"][0].uri, "Split-eval", "*"))
+    records = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(5)]
+    served = model.signatures["serving_default"](examples=tf.constant(records))
+    assert served["meter"].shape == (5, 1) and served["genre"].shape == (5, 21)
+    assert np.all((served["oscar"].numpy() >= 0) & (served["oscar"].numpy() <= 1))
+
+    evaluator = outputs["BoostedEvaluator"]
+    summary = EvaluationSummary.from_tfma(
+        outputs["Evaluator"]["evaluation"][0].uri, {"gbdt": evaluator["evaluation"][0].uri}
+    )
+    assert summary.rival_names() == ["gbdt"]
+    for head in spec.outputs:
+        key = head.head_type.summary_key(head.head_type.primary)
+        slices = summary.metrics[head.name]
+        assert len(slices) > 3, slices.keys()  # overall and the declared slices' values
+        for name, values in slices.items():
+            if key in values:
+                assert f"gbdt:{key}" in values, (head.name, name)
+        assert summary.value(head.name, f"gbdt:{key}") != summary.value(head.name, key)
+    (beats,) = [r for r in summary.gate_rows(spec) if r.beats_rival]
+    assert (beats.head, beats.metric) == ("oscar", "auc")
+    assert beats.baseline == summary.value("oscar", "gbdt:auc", OVERALL)
+    assert beats.passed and "gbdt" in beats.threshold
+    blessing = evaluator["blessing"][0]
+    assert blessing.custom_properties["blessed"].int_value == 1  # the Pusher's condition
+    assert summary.ok
+    (pushed,) = outputs["RegistryPusher"]["pushed_model"]
+    card_path = os.path.join(
+        pushed.custom_properties["pushed_destination"].string_value, "model_card.json"
+    )
+    with open(card_path) as f:
+        card = json.load(f)
+    assert any(g["head"] == "oscar" and g.get("beats") == "gbdt" for g in card["gates"])
+    assert "gbdt:auc" in card["evaluation"]["metrics"]["oscar"]["overall"]
