@@ -382,7 +382,7 @@ def bench_serving(inputs) -> dict:
     export(model, tft_output, spec, info, export_dir)
     serving = tf.saved_model.load(export_dir).signatures["serving_default"]
     files = glob.glob(raw_eval)
-    raw = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(256)]
+    raw = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP").take(512)]
     parsed = tf.io.parse_example(tf.constant(raw), input_raw_spec(tft_output, spec))
     transformed = tft_output.transform_features_layer()(parsed)
     features = input_feature_names(spec)
@@ -415,9 +415,21 @@ def bench_serving(inputs) -> dict:
             tf.nest.map_structure(lambda x: x.numpy(), fn(arg))
         return 256 * n / (time.perf_counter() - t)
 
-    s_tp = throughput(lambda a: serving(examples=a), tf.constant(raw))
+    s_tp = throughput(lambda a: serving(examples=a), tf.constant(raw[:256]))
     b_tp = throughput(bare, {k: transformed[k] for k in features})
+    # serving_default's p50 latency per batch size: what TF Serving's batching file is derived
+    # from (components/batching.py).
+    from components.batching import BATCHING, derive
+
+    curve = {}
+    for size in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+        batches = [tf.constant(raw[i : i + size]) for i in range(0, 512 - size + 1, size)][:8]
+        curve[size] = round(float(latencies(lambda a: serving(examples=a), batches, n=60)[0]), 3)
+    derived = derive(curve)
     return {
+        "batching_curve_p50_ms": curve,
+        "batching_derived": derived,
+        "batching_committed": BATCHING,
         "serving_p50_ms": round(s50, 3),
         "serving_p99_ms": round(s99, 3),
         "bare_p50_ms": round(b50, 3),
@@ -855,6 +867,28 @@ def summary(results) -> str:
         for name, v in fit.items():
             lines.append(f"| {name} | {v['fixed_seconds']} | {v['seconds_per_1k_rows']} |")
         lines.append("")
+    curve = results.get("serving", {}).get("batching_curve_p50_ms")
+    if curve:
+        r = results["serving"]
+        lines += [
+            "## TF Serving batching (part 3)",
+            "",
+            "serving_default's p50 latency per batch of raw examples (movies model), the curve "
+            "`components/batching.py` derives each pushed version's `batching_parameters.txt` "
+            "from:",
+            "",
+            "| batch | p50 ms | examples/s |",
+            "|---|---|---|",
+        ]
+        for size, ms in curve.items():
+            lines.append(f"| {size} | {ms} | {int(size) / ms * 1000:.0f} |")
+        lines += [
+            "",
+            f"Derived from this curve: {r['batching_derived']}; committed (what pushes write): "
+            f"{r['batching_committed']}"
+            + ("" if r["batching_derived"] == r["batching_committed"] else " (they differ)"),
+            "",
+        ]
     for key, label in QUALITY_RUNS:
         if key in results:
             runs = {f"{d} ({label})": r for d, r in results[key].items()}

@@ -23,6 +23,7 @@ from tfx.dsl.component.experimental.annotations import (
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
+from components.batching import BATCHING_FILE, write_batching_file
 from components.contract import SERVING_DIR
 from components.registry import copy_tree, open_registry
 from components.report import RunReportArtifact, rivals
@@ -163,6 +164,8 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     # The run's report.html goes into the version beside the card (components/report.py).
     page = os.path.join(report.uri, constants.REPORT_FILE)
     extras = {constants.REPORT_FILE: page} if tf.io.gfile.exists(page) else {}
+    # TF Serving's batching file beside the SavedModel (components/batching.py).
+    extras[BATCHING_FILE] = write_batching_file(pushed_model.uri)
     version = reg.publish(parsed.name, serving, card, extras=extras)
     destination = reg.path(parsed.name, version)
     _record(pushed_model, version, destination)

@@ -69,6 +69,16 @@ def overall_plots(evaluation_uri: str) -> dict:
     return out
 
 
+def _training_report(model_run) -> dict | None:
+    if model_run is None:
+        return None
+    path = os.path.join(model_run.uri, constants.TRAINING_REPORT_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
 def rivals(rival_evaluation) -> dict:
     """{rival: the uri of the candidate's evaluation against it} (the boosted trees')."""
     return {"gbdt": rival_evaluation.uri} if rival_evaluation is not None else {}
@@ -84,6 +94,7 @@ def run_facts(
     blessing,
     run,
     rival_evaluation=None,
+    rival_model_run=None,
 ):
     """RunFacts from the artifacts (any of them may be None)."""
     facts = RunFacts(spec=spec, run=run)
@@ -97,11 +108,8 @@ def run_facts(
             for split, a in found.items()
             if a.anomaly_info
         }
-    if model_run is not None:
-        path = os.path.join(model_run.uri, constants.TRAINING_REPORT_FILE)
-        if tf.io.gfile.exists(path):
-            with tf.io.gfile.GFile(path) as f:
-                facts.training = json.load(f)
+    facts.training = _training_report(model_run)
+    facts.rival_training = _training_report(rival_model_run)
     if evaluation is not None:
         facts.summary = EvaluationSummary.from_tfma(evaluation.uri, rivals(rival_evaluation))
         try:
@@ -127,6 +135,7 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
     spec: Parameter[str],
     run: Parameter[str] = "",
     rival_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
+    rival_model_run: InputArtifact[standard_artifacts.ModelRun] = None,
 ) -> None:
     """Writes `<report>/report.html`."""
     parsed = Spec.from_dict(json.loads(spec))
@@ -140,6 +149,7 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
         blessing,
         run,
         rival_evaluation,
+        rival_model_run,
     )
     page = render(facts)
     tf.io.gfile.makedirs(report.uri)

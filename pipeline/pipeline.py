@@ -217,7 +217,7 @@ def create_pipeline(
     components.append(evaluator)
     # The rival: boosted trees per head, trained once per Transform output (cached like one),
     # and the candidate evaluated against it as TFMA's baseline, per head and slice.
-    rival = None
+    rival = boosted = None
     if "gbdt" in spec.evaluation["baselines"]:
         boosted = Trainer(
             run_fn=BOOSTED_RUN_FN,
@@ -244,6 +244,7 @@ def create_pipeline(
         evaluation=evaluator.outputs["evaluation"],
         blessing=evaluator.outputs["blessing"],
         rival_evaluation=rival.outputs["evaluation"] if rival else None,
+        rival_model_run=boosted.outputs["model_run"] if boosted else None,
         spec=json.dumps(spec_dict),
         run=run_id,
     )

@@ -40,6 +40,7 @@ class RunFacts:
     blessed: bool | None = None
     baseline_version: int | None = None
     training: dict | None = None  # the Trainer's (pipeline.constants.TRAINING_REPORT_FILE)
+    rival_training: dict | None = None  # the BoostedTrainer's, the same file (trainer/gbdt.py)
     plot_data: dict = field(default_factory=dict)  # head -> TFMA plot name -> PlotData (overall)
     rows: dict = field(default_factory=dict)  # split -> examples
     missing: dict = field(default_factory=dict)  # split -> {column: fraction missing}
@@ -307,7 +308,26 @@ def _model(facts: RunFacts) -> str:
             [[n, t["modality"], t["width"], f"{t['parameters']:,}"] for n, t in towers.items()],
         )
     return (
-        "<section id='model'><h2>Model</h2>" + _table(["", ""], rows) + tower_table + "</section>"
+        "<section id='model'><h2>Model</h2>"
+        + _table(["", ""], rows)
+        + tower_table
+        + _rival(facts.rival_training)
+        + "</section>"
+    )
+
+
+def _rival(report: dict | None) -> str:
+    """What the boosted rival cost: seconds and trees per head."""
+    if not report:
+        return ""
+    rows = [
+        [head, f"{report['seconds_per_head'].get(head, 0):.1f} s", sum(trees), len(trees)]
+        for head, trees in report["trees"].items()
+    ]
+    return (
+        f"<h3>Boosted rival (gbdt): {report['seconds']:.1f} s on "
+        f"{report['rows']['train']} training rows</h3>"
+        + _table(["head", "training time", "trees", "models"], rows)
     )
 
 

@@ -88,9 +88,8 @@ def evaluate_condition(condition: str, executor_input: dict) -> bool:
     not there is an error, as in the driver (CEL: no such key)."""
     result = True
     for term in condition.split("&&"):
-        term = term.strip()
-        while term.startswith("(") and term.endswith(")"):
-            term = term[1:-1].strip()
+        # TFX wraps each term, and an `&&` of terms, in parentheses; a term has none of its own.
+        term = term.strip().strip("()").strip()
         match = _CONDITION.match(term)
         if not match:
             raise LauncherError(f"condition form not reproduced by this harness: {term!r}")

@@ -320,6 +320,9 @@ def test_the_run_report_opens_in_a_browser_with_every_head_and_every_plot(movies
                 .map(e => e.getAttribute('src') || e.getAttribute('href'))
                 .filter(u => /^(https?:)?[/][/]/.test(u)),
             scripts: document.scripts.length,
+            gbdt: [...document.querySelectorAll('section.head table')]
+                .filter(t => t.rows[0].innerText.includes('gbdt')).length,
+            rival: [...document.querySelectorAll('#model h3')].map(h => h.innerText),
             })"""
         )
         errors = page.errors()
@@ -333,6 +336,9 @@ def test_the_run_report_opens_in_a_browser_with_every_head_and_every_plot(movies
     assert found["heads"] == [f"head-{h.name}" for h in spec.outputs]
     assert found["gates"] >= len(spec.outputs)
     assert found["external"] == [] and found["scripts"] == 0
+    # The boosted rival: a gbdt column in every head's gate table, its cost under the model.
+    assert found["gbdt"] == len(spec.outputs)
+    assert any(h.startswith("Boosted rival (gbdt)") for h in found["rival"]), found["rival"]
     alts = [alt for alt, _ in found["images"]]
     assert all(width and width > 0 for _, width in found["images"]), found["images"]
     # What each head type asks for: curves and slices for all, ROC/PR and reliability for the
@@ -464,6 +470,9 @@ def test_first_run_is_blessed_and_pushed_past_the_damaged_folders(movies_run, tm
     ]
     card = registry.card(spec.name, 2)
     assert card["spec_fingerprint"] == spec.fingerprint()
+    # TF Serving's batching file beside the SavedModel (components/batching.py).
+    with open(os.path.join(registry.path(spec.name, 2), "batching_parameters.txt")) as f:
+        assert "max_batch_size { value: " in f.read()
     assert card["baseline"]["version"] is None  # the first run has no baseline
     assert card["data"]["input_fingerprint"]
     metrics = card["evaluation"]["metrics"]
