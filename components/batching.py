@@ -9,12 +9,13 @@ to the committed values, so a change in the model or the machine shows.
 
 The rule, after TF Serving's batching guide for CPU-only servers (start from a large batch and a
 short timeout, then measure):
-- max_batch_size: the smallest measured batch whose throughput is within 10% of the best measured
-  throughput (the knee: larger batches only add latency);
-- batch_timeout_micros: the single-example p50 latency: a lone request waits at most about its
-  own compute time again for company, so an idle server's latency at most doubles, while a busy
-  one fills batches;
-- max_enqueued_batches: how many full batches one batch thread clears in QUEUE_BUDGET_MS, so a
+- batch_timeout_micros: one example's p50 latency: a lone request waits at most about its own
+  compute time again for company, so an idle server's latency at most doubles, while a busy one
+  fills batches;
+- max_batch_size: among the batches whose p50 stays within LATENCY_FACTOR times one example's
+  (so a request's worst case is about 1 + LATENCY_FACTOR times an unbatched answer), the
+  smallest within 10% of their best throughput (larger ones only add latency);
+- max_enqueued_batches: how many such batches one batch thread clears in QUEUE_BUDGET_MS, so a
   request is turned away rather than queued for longer than that;
 - num_batch_threads is left out: TF Serving then uses the serving host's cores (the machine
   that serves is not the one that pushed).
@@ -27,11 +28,12 @@ import os
 
 BATCHING_FILE = "batching_parameters.txt"
 QUEUE_BUDGET_MS = 100.0
+LATENCY_FACTOR = 4.0  # a batch may take this many times one example's latency
 KNEE = 0.9  # max_batch_size: the smallest batch reaching this share of the best throughput
 
 # `derive` on the bench's curve (bench/results/results.json "serving" -> "batching_curve", movies
 # model, 2 cores): see bench/results/summary.md, part 3.
-BATCHING = {"max_batch_size": 64, "batch_timeout_micros": 2000, "max_enqueued_batches": 20}
+BATCHING = {"max_batch_size": 256, "batch_timeout_micros": 1000, "max_enqueued_batches": 30}
 
 
 def derive(curve: dict) -> dict:
@@ -41,9 +43,10 @@ def derive(curve: dict) -> dict:
     if len(sizes) < 2 or sizes[0] != 1:
         raise ValueError(f"a latency curve from batch size 1 up is needed, got sizes {sizes}")
     latency = {b: float(curve[b] if b in curve else curve[str(b)]) for b in sizes}
-    throughput = {b: b / latency[b] for b in sizes}
+    within = [b for b in sizes if latency[b] <= LATENCY_FACTOR * latency[1]]
+    throughput = {b: b / latency[b] for b in within}
     best = max(throughput.values())
-    knee = next(b for b in sizes if throughput[b] >= KNEE * best)
+    knee = next(b for b in within if throughput[b] >= KNEE * best)
     return {
         "max_batch_size": knee,
         "batch_timeout_micros": int(round(latency[1] * 1000, -2)) or 100,

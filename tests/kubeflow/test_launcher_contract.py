@@ -83,6 +83,12 @@ def test_a_kfp_run_of_users_messy_data_publishes_the_next_version_compared_with_
     assert blessing["blessed"] == 1
     assert blessing["baseline_version"] == 2
     assert blessing["baseline_model"] == run["PublishedBaseline"].outputs["baseline"]["uri"]
+    # The boosted rival ran as steps of their own; the push waited for both blessings (one KFP
+    # trigger condition over two inputs), and the card has the trees' values per head.
+    assert run["BoostedEvaluator"].outputs["blessing"]["metadata"]["blessed"] == 1
+    for head in spec.outputs:
+        overall = card["evaluation"]["metrics"][head.name]["overall"]
+        assert any(key.startswith("gbdt:") for key in overall), (head.name, overall)
     # The Evaluator compared every head with the published model: its baseline metrics are there.
     for head in spec.outputs:
         overall = card["evaluation"]["metrics"][head.name]["overall"]
