@@ -101,10 +101,24 @@ SHARED_SESSION_FIXTURES = {
 }
 
 
+SHARED_FIXTURE_NAMES = {
+    "movies_run",
+    "killed_run",
+    "portable_flags",
+    "beam_job_server",
+    "beam_worker_pool",
+    "movies_prepared",
+    "digits_prepared",
+}
+
+
 def pytest_itemcollected(item):
-    """Each test's group, as it is collected (xdist reads the groups when collection ends)."""
+    """Each test's group, as it is collected (xdist reads the groups when collection ends). A
+    test of those modules that uses none of the shared fixtures runs wherever a worker is free."""
     module = item.nodeid.split("::")[0]
     group = SHARED_SESSION_FIXTURES.get(item.path.name, module)
+    if group != module and not SHARED_FIXTURE_NAMES & set(getattr(item, "fixturenames", ())):
+        group = item.nodeid
     item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -106,16 +106,22 @@ def test_a_label_train_never_shows_gets_a_certain_prediction_not_a_crash(movies_
 @pytest.mark.parametrize("which", ["movies", "digits"])
 def test_the_saved_boosted_model_predicts_what_the_trees_predict(which, request, tmp_path):
     """TreeModel (the BoostedTrainer's exported model): the trees as TensorFlow ops inside a
-    SavedModel, fed the transformed features, answer what YDF answers in Python, for every head
-    type (sets of ids, categories, numbers and pixels as features; multiclass columns by class)."""
+    SavedModel, fed the transformed features, answer what YDF answers in Python: regression, binary
+    and multiclass heads (a multilabel head's models are binary ones, stacked by the same code);
+    sets of ids, categories, numbers and pixels as features; multiclass columns by class."""
     import tensorflow as tf
 
     from trainer.data import input_feature_names
 
     p = request.getfixturevalue(f"{which}_prepared")
     train, valid = arrays(p)
-    boosted = fit_boosted(p.spec, train, valid, seed=1)
-    names = input_feature_names(p.spec)
+    # Movies' genre (21 tree models, 20 s of tracing) is left to the pipeline test, where TFMA
+    # evaluates the exported trees of every head.
+    spec = dataclasses.replace(
+        p.spec, outputs=tuple(h for h in p.spec.outputs if h.name != "genre")
+    )
+    boosted = fit_boosted(spec, train, valid, seed=1)
+    names = input_feature_names(spec)
     module = tf.Module()
     module.trees = TreeModel(boosted, p.info)
     signature = {
@@ -126,6 +132,6 @@ def test_the_saved_boosted_model_predicts_what_the_trees_predict(which, request,
     loaded = tf.saved_model.load(str(tmp_path / "trees"))
     served = loaded.serve({n: tf.constant(valid[n]) for n in names})
     expected = boosted.predict(valid, p.info)
-    for head in p.spec.outputs:
+    for head in spec.outputs:
         np.testing.assert_allclose(served[head.name].numpy(), expected[head.name], atol=1e-5)
         assert served[head.name].shape[0] == len(valid[head.label_present])
