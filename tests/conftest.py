@@ -117,7 +117,9 @@ def pytest_itemcollected(item):
     test of those modules that uses none of the shared fixtures runs wherever a worker is free."""
     module = item.nodeid.split("::")[0]
     group = SHARED_SESSION_FIXTURES.get(item.path.name, module)
-    if group != module and not SHARED_FIXTURE_NAMES & set(getattr(item, "fixturenames", ())):
+    names = set(getattr(item, "fixturenames", ()))
+    # (`request` may fetch a shared fixture by name: such a test stays in the group.)
+    if group != module and not (SHARED_FIXTURE_NAMES | {"request"}) & names:
         group = item.nodeid
     item.add_marker(pytest.mark.xdist_group(group))
 
