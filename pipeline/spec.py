@@ -226,10 +226,11 @@ TRAINING_OPTIONS = {
 MODEL_OPTIONS = {
     "fusion": Option(
         "concatenate",
-        "how towers meet: concatenate, or gated (a learned per-example weighting)",
-        Choice(("concatenate", "gated")),
+        "how towers meet: concatenate, gated (a learned per-example weighting), or average (each "
+        "tower projected to fusion_units, averaged: several sensors as one)",
+        Choice(("concatenate", "gated", "average")),
     ),
-    "fusion_units": Option(64, "the gated fusion's projection size", Integer(1)),
+    "fusion_units": Option(64, "the gated or average fusion's projection size", Integer(1)),
     "trunk_units": Option([128, 64], "the shared trunk's dense layers", IntegerList(1)),
     "dropout": Option(0.2, "dropout after each trunk layer", Number(0, 0.99)),
     "modality_dropout": Option(

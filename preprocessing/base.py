@@ -54,6 +54,15 @@ class Modality(Configurable):
         """Returns ([B, D] tower output, [B] bool presence of this input)."""
         raise NotImplementedError
 
+    # -- serving: the exported model's `serving_raw` signature (trainer/export.py) ---------------
+    def serving_spec(self, item, feature) -> tf.TensorSpec:
+        """serving_raw's argument for this input, named by the input: [batch] raw values."""
+        return tf.TensorSpec([None], feature.dtype, name=item.name)
+
+    def serving_tensor(self, values, item, feature):
+        """serving_raw's argument -> the raw column as the transform layer reads it."""
+        return raw_tensor(values, feature)
+
 
 # Options several modalities share, declared once (each modality picks its own defaults).
 def vocabulary_options(top_k: int, frequency_threshold: int) -> dict[str, Option]:
@@ -127,6 +136,25 @@ def dense_with_mask(x, default) -> tuple[tf.Tensor, tf.Tensor]:
     if x.shape.rank == 2:
         x = x[:, 0]
     return x, tf.ones_like(x, tf.bool)
+
+
+def raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
+    """[batch] raw values -> what the transform layer expects for this raw feature."""
+    if isinstance(feature, tf.io.FixedLenFeature):
+        return tf.reshape(values, [-1, 1])
+    # VarLen: one value per row; an empty string, or a NaN for a float, is a missing value.
+    n = tf.shape(values, out_type=tf.int64)[0]
+    rows = tf.range(n)
+    if values.dtype == tf.string:
+        keep = tf.not_equal(values, "")
+    elif values.dtype.is_floating:
+        keep = tf.logical_not(tf.math.is_nan(values))
+    else:
+        keep = tf.ones_like(rows, tf.bool)
+    indices = tf.stack(
+        [tf.boolean_mask(rows, keep), tf.zeros_like(tf.boolean_mask(rows, keep))], axis=1
+    )
+    return tf.SparseTensor(indices, tf.boolean_mask(values, keep), tf.stack([n, 1]))
 
 
 def as_string(x: tf.Tensor) -> tf.Tensor:

@@ -35,25 +35,6 @@ def _with_defaults(feature_spec: dict) -> dict:
     return out
 
 
-def _raw_tensor(values: tf.Tensor, feature) -> tf.Tensor | tf.SparseTensor:
-    """[batch] raw values -> what the transform layer expects for this raw feature."""
-    if isinstance(feature, tf.io.FixedLenFeature):
-        return tf.reshape(values, [-1, 1])
-    # VarLen: one value per row; an empty string, or a NaN for a float, is a missing value.
-    n = tf.shape(values, out_type=tf.int64)[0]
-    rows = tf.range(n)
-    if values.dtype == tf.string:
-        keep = tf.not_equal(values, "")
-    elif values.dtype.is_floating:
-        keep = tf.logical_not(tf.math.is_nan(values))
-    else:
-        keep = tf.ones_like(rows, tf.bool)
-    indices = tf.stack(
-        [tf.boolean_mask(rows, keep), tf.zeros_like(tf.boolean_mask(rows, keep))], axis=1
-    )
-    return tf.SparseTensor(indices, tf.boolean_mask(values, keep), tf.stack([n, 1]))
-
-
 def _unanswered(outputs: dict, rows: tf.Tensor) -> dict:
     """In the rows given ([batch] bool), every float output NaN and every string output ""."""
     out = {}
@@ -110,9 +91,7 @@ def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bo
     inputs = sorted(
         (i for i in spec.inputs if i.column in exporter.input_raw_spec), key=lambda i: i.name
     )
-    specs = [
-        tf.TensorSpec([None], exporter.input_raw_spec[i.column].dtype, name=i.name) for i in inputs
-    ]
+    specs = [i.modality_type.serving_spec(i, exporter.input_raw_spec[i.column]) for i in inputs]
 
     # A number never missing in training has no learned "missing": its NaN would reach the
     # network, and whether that shows in the outputs depends on the machine's kernels (relu(NaN)
@@ -128,7 +107,7 @@ def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bo
     @tf.function(input_signature=specs)
     def serving_raw_fn(*values):
         raw = {
-            i.column: _raw_tensor(v, exporter.input_raw_spec[i.column])
+            i.column: i.modality_type.serving_tensor(v, i, exporter.input_raw_spec[i.column])
             for i, v in zip(inputs, values, strict=True)
         }
         outputs = exporter.predict(raw)

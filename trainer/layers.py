@@ -29,6 +29,13 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+class StepMask(keras.layers.Layer):
+    """[B, T] float mask (1.0 at real steps) -> [B, T] bool, for a recurrent layer's `mask`."""
+
+    def call(self, mask):
+        return mask > 0
+
+
 class CountFractions(keras.layers.Layer):
     """[B, V] counts -> fractions of the row's total (an embedding bag's mean, before Dense)."""
 
@@ -113,6 +120,29 @@ class GatedFusion(keras.layers.Layer):
         projected = tf.stack([p(t) for p, t in zip(self.projections, towers, strict=True)], axis=1)
         gate = tf.nn.softmax(self.score(projected), axis=1)  # [B, towers, 1]
         return tf.reduce_sum(gate * projected, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class AverageFusion(keras.layers.Layer):
+    """Projects each tower to `units` and averages them: one representation of several inputs of
+    one kind (sensors), each weighing the same."""
+
+    def __init__(self, units=64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.projections = [
+            keras.layers.Dense(self.units, activation="relu", name=f"project_{i}")
+            for i in range(len(input_shape))
+        ]
+        super().build(input_shape)
+
+    def call(self, towers):
+        projected = [p(t) for p, t in zip(self.projections, towers, strict=True)]
+        return tf.add_n(projected) / float(len(projected))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units}

@@ -1,7 +1,7 @@
 """The multi-input / multi-output Keras model, built from the spec (nothing per dataset).
 
 A named Input per transformed feature -> one tower per input (its modality's `tower`) ->
-missing-modality handling -> fusion (concatenate or gated) -> shared trunk -> one named head per
+missing-modality handling -> fusion (concatenate, gated or average) -> shared trunk -> one named head per
 output, each with its own loss, loss weight and metrics.
 
 Its training step (MultiHeadModel) combines the heads' losses by the spec's loss balancing
@@ -23,7 +23,7 @@ from tf_keras.src.utils.losses_utils import scale_loss_for_distribution
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES, MODALITIES
-from trainer.layers import GatedFusion, MissingModality
+from trainer.layers import AverageFusion, GatedFusion, MissingModality
 
 
 @dataclass
@@ -197,6 +197,8 @@ def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras
     inputs, towers = build_towers(spec, info)
     if spec.model["fusion"] == "gated" and len(towers) > 1:
         x = GatedFusion(spec.model["fusion_units"], name="fusion")(towers)
+    elif spec.model["fusion"] == "average" and len(towers) > 1:
+        x = AverageFusion(spec.model["fusion_units"], name="fusion")(towers)
     elif len(towers) > 1:
         x = keras.layers.Concatenate(name="fusion")(towers)
     else:

@@ -89,6 +89,21 @@ def test_text_encoders_and_gated_fusion_build(movies):
     assert model(x)["genre"].shape[1] == 21
 
 
+def test_average_fusion_is_the_mean_of_each_tower_s_projection(movies):
+    """fusion: average: every tower projected to fusion_units (its own Dense, relu), averaged."""
+    raw = movies.spec.to_dict()
+    raw["model"].update(fusion="average", fusion_units=12)
+    model = build_model(Spec.from_dict(raw), movies.info)
+    fusion = model.get_layer("fusion")
+    assert type(fusion).__name__ == "AverageFusion"
+    x, _, _ = one_batch(movies)
+    towers = tf_keras.Model(model.inputs, fusion.input)(x)
+    fused = tf_keras.Model(model.inputs, fusion.output)(x).numpy()
+    projected = [p(t).numpy() for p, t in zip(fusion.projections, towers, strict=True)]
+    assert fused.shape[1] == 12 and len(projected) == len(movies.spec.inputs)
+    np.testing.assert_allclose(fused, np.mean(projected, axis=0), atol=1e-5)
+
+
 def with_heads(spec, **changes):
     outputs = tuple(dataclasses.replace(o, **changes.get(o.name, {})) for o in spec.outputs)
     return dataclasses.replace(spec, outputs=outputs)

@@ -26,6 +26,8 @@ from pipeline.runners.local import latest_run_outputs, run_local
 from pipeline.spec import load_spec
 from preprocessing.heads import label_name
 
+MOTIONS_SPEC = os.path.join(REPO, "data", "motions", "motions.yaml")
+
 # Whole pipeline runs: skipped by `make test-fast`.
 pytestmark = pytest.mark.e2e
 
@@ -449,6 +451,44 @@ def test_digits_pipeline_trains_the_image_tower(tmp_path):
     assert out["digit_class"].shape == (10,)
     assert set(out["digit_class"].numpy()) <= {str(i).encode() for i in range(10)}
     assert np.all((out["odd"].numpy() >= 0) & (out["odd"].numpy() <= 1))
+
+
+def test_the_sensor_data_trains_two_signal_towers_and_pushes_a_model_serving_raw_cells(tmp_path):
+    """The bundled BasicMotions spec (accelerometer and gyroscope signals, conv1d and GRU towers,
+    gated fusion, two heads) end to end from its CSV cells: blessed, pushed, and serving_raw on
+    the cells as the CSV has them answers what serving_default answers on the same rows."""
+    with open(MOTIONS_SPEC) as f:
+        raw = yaml.safe_load(f)
+    raw["data"]["path"] = os.path.join(os.path.dirname(MOTIONS_SPEC), raw["data"]["path"])
+    raw["training"]["epochs"] = 12
+    raw["evaluation"] = {"baselines": []}
+    (tmp_path / "motions.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(str(tmp_path / "motions.yaml"))
+    paths = run_local(spec, str(tmp_path / "runs"), registry=str(tmp_path / "registry"))
+    outputs = latest_run_outputs(paths.metadata_path, paths.run_id)
+    report = load_training_report(outputs["Trainer"]["model_run"][0].uri)
+    activity = report["heads"]["activity"]
+    assert activity["metrics"]["accuracy"] > activity["baseline"]["accuracy"] + 0.2, activity
+    (pushed,) = outputs["RegistryPusher"]["pushed_model"]
+    assert pushed.custom_properties["pushed"].int_value == 1
+    served = load_served(outputs)
+    records = raw_eval_examples(outputs, drop_columns=["activity", "intense"], limit=8)
+    by_default = served.signatures["serving_default"](examples=tf.constant(records))
+    examples = [tf.train.Example.FromString(r) for r in records]
+    cells = {
+        name: tf.constant([e.features.feature[name].bytes_list.value[0] for e in examples])
+        for name in ("accelerometer", "gyroscope")
+    }
+    by_raw = served.signatures["serving_raw"](**cells)
+    for head in ("activity", "intense"):
+        np.testing.assert_allclose(by_raw[head].numpy(), by_default[head].numpy(), atol=1e-5)
+    assert by_raw["activity"].shape == (len(records), 4)
+    assert set(by_raw["activity_class"].numpy()) <= {
+        b"Standing",
+        b"Walking",
+        b"Running",
+        b"Badminton",
+    }
 
 
 def test_first_run_is_blessed_and_pushed_past_the_damaged_folders(movies_run, tmp_path, capsys):

@@ -1,0 +1,189 @@
+"""The signal modality on the bundled BasicMotions recordings, with tf.Transform's Beam
+implementation: per-channel scaling on real steps, padding masked, long sequences cut, bad steps
+and missing cells masked; float lists (a TFRecord's layout) read step-major; every encoder's
+tower."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import REPO, read_csv_columns, tft_examples
+from tft_harness import run_transform
+
+from pipeline.spec import Spec
+
+MOTIONS_CSV = os.path.join(REPO, "data", "motions", "motions.csv")
+
+
+def motions_spec(**signal_options):
+    return Spec.from_dict(
+        {
+            "name": "motions_test",
+            "data": {"path": MOTIONS_CSV, "format": "csv"},
+            "inputs": [
+                {"name": "accelerometer", "modality": "signal", "channels": 3, **signal_options}
+            ],
+            "outputs": [{"name": "intense", "type": "binary"}],
+        }
+    )
+
+
+def cells(column):
+    """A column's cells as [steps][channels] floats."""
+    rows, _ = read_csv_columns(MOTIONS_CSV)
+    return [[[float(v) for v in s.split(",")] for s in r[column].split(";")] for r in rows]
+
+
+def test_each_channel_scaled_on_real_steps_short_padded_long_cut_bad_masked(tmp_path):
+    rows, kinds = read_csv_columns(MOTIONS_CSV)
+    raw = cells("accelerometer")
+    # Row 0 cut to 40 steps (padded and masked), row 1's cell emptied (a missing signal), row 2's
+    # step 5 unreadable (a missing step); every other row is 100 steps, cut to the first 60.
+    rows[0]["accelerometer"] = ";".join(rows[0]["accelerometer"].split(";")[:40])
+    rows[1]["accelerometer"] = ""
+    steps = rows[2]["accelerometer"].split(";")
+    steps[5] = "1.0,oops,2.0"
+    rows[2]["accelerometer"] = ";".join(steps)
+    instances, feature_spec = tft_examples(rows, kinds)
+    out, _ = run_transform(motions_spec(length=60), instances, feature_spec, str(tmp_path))
+    x, mask = out["accelerometer"], out["accelerometer_mask"]
+    assert x.shape == (80, 60, 3) and mask.shape == (80, 60)
+    assert mask[0, :40].all() and not mask[0, 40:].any() and not x[0, 40:].any()
+    assert not mask[1].any() and not x[1].any()
+    assert mask[2].sum() == 59 and mask[2, 5] == 0 and not x[2, 5].any()
+    real = x[mask > 0]  # [real steps, channels]
+    np.testing.assert_allclose(real.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(real.std(axis=0), 1, atol=1e-3)
+    # The scaling is each channel's own: row 3's first 60 steps, standardized per channel.
+    kept = [np.array(raw[i][:60]) for i in range(3, 80)]
+    kept = np.concatenate([raw_rows for raw_rows in kept] + [np.array(raw[0][:40])])
+    kept = np.concatenate([kept, np.array([s for j, s in enumerate(raw[2][:60]) if j != 5])])
+    mean, std = kept.mean(axis=0), kept.std(axis=0)
+    np.testing.assert_allclose(x[3], (np.array(raw[3][:60]) - mean) / std, atol=1e-3)
+
+
+def test_minmax_per_position_and_float_lists_read_step_major(tmp_path):
+    raw = cells("gyroscope")
+    # A TFRecord's float list: step-major, 100 steps x 3 channels; one row short (50 steps).
+    instances = [{"gyroscope": np.array(r, np.float32).reshape(-1)} for r in raw]
+    instances[7]["gyroscope"] = instances[7]["gyroscope"][:150]
+    for inst, r in zip(instances, read_csv_columns(MOTIONS_CSV)[0], strict=True):
+        inst["intense"] = [int(r["intense"])]
+    feature_spec = {
+        "gyroscope": tf.io.VarLenFeature(tf.float32),
+        "intense": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    spec = Spec.from_dict(
+        {
+            "name": "motions_test",
+            "data": {"path": MOTIONS_CSV, "format": "csv"},
+            "inputs": [
+                {
+                    "name": "gyro",
+                    "column": "gyroscope",
+                    "modality": "signal",
+                    "channels": 3,
+                    "scaling": "minmax",
+                    "per_position": True,
+                }
+            ],
+            "outputs": [{"name": "intense", "type": "binary"}],
+        }
+    )
+    out, _ = run_transform(spec, instances, feature_spec, str(tmp_path))
+    x, mask = out["gyro"], out["gyro_mask"]
+    assert mask[7, :50].all() and not mask[7, 50:].any()
+    values = np.array(raw)  # [80, 100, 3]
+    low, high = values.min(axis=0), values.max(axis=0)  # per (position, channel)
+    low[50:] = values[np.arange(80) != 7, 50:].min(axis=0)
+    high[50:] = values[np.arange(80) != 7, 50:].max(axis=0)
+    np.testing.assert_allclose(x[0], (values[0] - low) / (high - low), atol=1e-5)
+    assert x[mask > 0].min() >= -1e-6 and x[mask > 0].max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("encoder", ["conv1d", "lstm", "gru"])
+def test_each_encoder_builds_a_tower_that_ignores_padding(encoder):
+    """Padded steps change nothing: the same signal with other values in its masked steps gives
+    the same tower output; an all-masked signal is absent."""
+    import tf_keras as keras
+
+    from preprocessing import MODALITIES
+
+    spec = motions_spec(length=20, encoder=encoder, units=8)
+    (item,) = spec.inputs
+    info = type(
+        "Info",
+        (),
+        {
+            "feature_spec": {
+                "accelerometer": tf.io.FixedLenFeature([20, 3], tf.float32),
+                "accelerometer_mask": tf.io.FixedLenFeature([20], tf.float32),
+            }
+        },
+    )()
+    modality = MODALITIES["signal"]
+    inputs = modality.keras_inputs(item, info)
+    tower, present = modality.tower(inputs, item, info)
+    model = keras.Model(inputs, [tower, present])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 20, 3)).astype(np.float32)
+    mask = np.ones((3, 20), np.float32)
+    mask[1, 12:] = 0
+    mask[2] = 0
+    other = x.copy()
+    other[1, 12:] = 9.0  # what a masked step holds must not matter
+    a, present_a = model.predict({"accelerometer": x, "accelerometer_mask": mask}, verbose=0)
+    b, _ = model.predict({"accelerometer": other, "accelerometer_mask": mask}, verbose=0)
+    assert a.shape[0] == 3 and a.shape[1] >= 8
+    np.testing.assert_allclose(a[1], b[1], atol=1e-5)
+    assert list(present_a) == [True, True, False]
+
+
+def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_path):
+    """A float-list signal's serving_raw takes [batch, steps, channels] (NaN-padded) and answers
+    what serving_default answers on the same rows as serialized tf.Examples; a shorter row
+    padded with NaN steps is that shorter row."""
+    from conftest import prepare
+    from tft_harness import serialize
+
+    from trainer.export import export
+    from trainer.model import build_model, compile_model
+
+    raw = cells("gyroscope")
+    rows, _ = read_csv_columns(MOTIONS_CSV)
+    instances = [
+        {"gyroscope": np.array(r, np.float32).reshape(-1), "intense": [int(row["intense"])]}
+        for r, row in zip(raw, rows, strict=True)
+    ]
+    instances[3]["gyroscope"] = instances[3]["gyroscope"][:90]  # 30 steps
+    feature_spec = {
+        "gyroscope": tf.io.VarLenFeature(tf.float32),
+        "intense": tf.io.FixedLenFeature([1], tf.int64),
+    }
+    spec = Spec.from_dict(
+        {
+            "name": "motions_test",
+            "data": {"path": MOTIONS_CSV, "format": "csv"},
+            "inputs": [
+                {"name": "gyro", "column": "gyroscope", "modality": "signal", "channels": 3}
+            ],
+            "outputs": [
+                {"name": "intense", "type": "binary", "gates": [{"metric": "auc", "min": 0.5}]}
+            ],
+            "evaluation": {"baselines": []},
+        }
+    )
+    p = prepare(spec, instances, feature_spec, tmp_path)
+    model = compile_model(build_model(spec, p.info), spec, p.info)
+    export(model, p.tft_output, spec, p.info, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    padded = np.full((4, 100, 3), np.nan, np.float32)
+    for n in range(4):
+        steps = instances[n]["gyroscope"].reshape(-1, 3)
+        padded[n, : len(steps)] = steps
+    served = loaded.signatures["serving_raw"](gyro=tf.constant(padded))["intense"].numpy()
+    examples = tf.constant([serialize(i, feature_spec) for i in instances[:4]])
+    expected = loaded.signatures["serving_default"](examples=examples)["intense"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert len(np.unique(np.round(expected, 6))) > 1  # the rows differ, and so do the answers
