@@ -100,6 +100,8 @@ class OutputSpec:
     options: dict = field(default_factory=dict)
     missing_label: str = "mask"  # mask | drop | error: what a row without this label means
     min_labelled: int = 10  # the data gate wants at least this many labelled rows per split
+    inputs: tuple = ()  # routed: only these inputs' towers, its own fusion and trunk; () shared
+    depends_on: tuple = ()  # heads whose outputs (gradient stopped) this head's layers read
 
     @property
     def label(self) -> str:
@@ -288,6 +290,18 @@ HEAD_OPTIONS = {
     "min_labelled": Option(
         10, "the data gate stops the run when a split has fewer labelled rows", Integer(1)
     ),
+    "inputs": Option(
+        [],
+        "routing: this head reads only these inputs (by name), through a fusion and trunk of its "
+        "own; [] the shared trunk of every input",
+        Anything("list of input names"),
+    ),
+    "depends_on": Option(
+        [],
+        "heads whose outputs (probabilities or values) this head's layers also read; their "
+        "gradient is stopped: this head's loss never trains them",
+        Anything("list of head names"),
+    ),
 }
 TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}
 MODEL_DEFAULTS = {k: o.default for k, o in MODEL_OPTIONS.items()}
@@ -349,6 +363,8 @@ class Spec:
                 "hidden_units": o.hidden_units,
                 "missing_label": o.missing_label,
                 "min_labelled": o.min_labelled,
+                **({"inputs": list(o.inputs)} if o.inputs else {}),
+                **({"depends_on": list(o.depends_on)} if o.depends_on else {}),
                 "gates": [
                     {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
                     for g in o.gates
@@ -745,6 +761,16 @@ class _Parser:
             )
             for e in plain_errors:
                 self.error(f"{key}.{e.key}", str(e))
+            routed = common.get("inputs") or []
+            if not isinstance(routed, list) or not all(isinstance(n, str) for n in routed):
+                self.error(f"{key}.inputs", f"must be a list of input names, got {routed!r}")
+                routed = []
+            elif len(set(routed)) != len(routed):
+                self.error(f"{key}.inputs", f"names an input twice: {routed}")
+            depends = common.get("depends_on") or []
+            if not isinstance(depends, list) or not all(isinstance(n, str) for n in depends):
+                self.error(f"{key}.depends_on", f"must be a list of head names, got {depends!r}")
+                depends = []
             gates = self._gates(f"{key}.gates", common.get("gates") or [])
             for n, g in enumerate(gates):
                 if g.metric not in metrics:
@@ -766,6 +792,8 @@ class _Parser:
                     options=options,
                     missing_label=plain["missing_label"],
                     min_labelled=plain["min_labelled"],
+                    inputs=tuple(routed),
+                    depends_on=tuple(dict.fromkeys(depends)),
                 )
             )
         return outputs
@@ -867,6 +895,36 @@ class _Parser:
         return out
 
     # -- across sections -------------------------------------------------------------------------
+    def _dependencies(self, outputs) -> None:
+        """depends_on names other heads, and no head depends on itself through others."""
+        names = {o.name: n for n, o in enumerate(outputs)}
+        for n, o in enumerate(outputs):
+            for d in o.depends_on:
+                if d not in names or d == o.name:
+                    self.error(
+                        f"outputs[{n}].depends_on",
+                        f"{d!r} is no other head (heads: {', '.join(names)})",
+                    )
+        edges = {o.name: [d for d in o.depends_on if d in names and d != o.name] for o in outputs}
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(name, path):
+            state[name] = 1
+            for d in edges[name]:
+                if state.get(d) == 1:
+                    cycle = path[path.index(d) :] + [d]
+                    self.error(
+                        f"outputs[{names[name]}].depends_on",
+                        f"a dependency cycle: {' -> '.join(cycle)}",
+                    )
+                elif d not in state:
+                    visit(d, path + [d])
+            state[name] = 2
+
+        for o in outputs:
+            if o.name not in state:
+                visit(o.name, [o.name])
+
     def _cross_checks(self, inputs, outputs, slices, data) -> None:
         def dupes(items, attr, section):
             seen = {}
@@ -883,6 +941,23 @@ class _Parser:
         dupes(inputs, "column", "inputs")
         dupes(outputs, "name", "outputs")
         dupes(slices, "name", "slices")
+        input_names = [i.name for i in inputs]
+        for n, o in enumerate(outputs):
+            for name in o.inputs:
+                if name not in input_names:
+                    self.error(
+                        f"outputs[{n}].inputs",
+                        f"{name!r} is no input (inputs: {', '.join(input_names)})",
+                    )
+        if outputs and all(o.inputs for o in outputs):
+            read = {name for o in outputs for name in o.inputs}
+            for n, i in enumerate(inputs):
+                if i.name not in read:
+                    self.error(
+                        f"inputs[{n}]",
+                        f"{i.name!r} is read by no head (every head lists its inputs)",
+                    )
+        self._dependencies(outputs)
         input_columns = {i.column: n for n, i in enumerate(inputs)}
         for n, o in enumerate(outputs):
             if o.column in input_columns:

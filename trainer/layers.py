@@ -29,6 +29,13 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+class StopGradient(keras.layers.Layer):
+    """Another head's output as this head reads it: no gradient flows back into that head."""
+
+    def call(self, x):
+        return tf.stop_gradient(x)
+
+
 class StepMask(keras.layers.Layer):
     """[B, T] float mask (1.0 at real steps) -> [B, T] bool, for a recurrent layer's `mask`."""
 

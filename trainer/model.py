@@ -23,7 +23,7 @@ from tf_keras.src.utils.losses_utils import scale_loss_for_distribution
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES, MODALITIES
-from trainer.layers import AverageFusion, GatedFusion, MissingModality
+from trainer.layers import AverageFusion, GatedFusion, MissingModality, StopGradient
 
 
 @dataclass
@@ -173,6 +173,8 @@ def _layers_behind(tensor) -> list:
             continue
         seen.add(id(layer))
         out.append(layer)
+        if isinstance(layer, StopGradient):  # another head's output, read but never trained
+            continue
         stack.extend(tf.nest.flatten(layer._inbound_nodes[node_index].keras_inputs))
     return out
 
@@ -192,30 +194,67 @@ def model_summary(model: keras.Model, spec: Spec) -> dict:
     return {"parameters": int(model.count_params()), "towers": towers}
 
 
-def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras.Model:
-    """The uncompiled model; outputs are a dict keyed by head name."""
-    inputs, towers = build_towers(spec, info)
-    if spec.model["fusion"] == "gated" and len(towers) > 1:
-        x = GatedFusion(spec.model["fusion_units"], name="fusion")(towers)
-    elif spec.model["fusion"] == "average" and len(towers) > 1:
-        x = AverageFusion(spec.model["fusion_units"], name="fusion")(towers)
+def fuse_and_trunk(towers: list, spec: Spec, prefix: str = ""):
+    """The model section's fusion of `towers`, then its trunk; layer names start with `prefix`
+    (a routed head's own branch: `<head>_fusion`, `<head>_trunk_0`, ...)."""
+    fusion, units = spec.model["fusion"], spec.model["fusion_units"]
+    if fusion == "gated" and len(towers) > 1:
+        x = GatedFusion(units, name=f"{prefix}fusion")(towers)
+    elif fusion == "average" and len(towers) > 1:
+        x = AverageFusion(units, name=f"{prefix}fusion")(towers)
     elif len(towers) > 1:
-        x = keras.layers.Concatenate(name="fusion")(towers)
+        x = keras.layers.Concatenate(name=f"{prefix}fusion")(towers)
     else:
         x = towers[0]
     for i, units in enumerate(spec.model["trunk_units"]):
-        x = keras.layers.Dense(units, activation="relu", name=f"trunk_{i}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"{prefix}trunk_{i}")(x)
         if spec.model["dropout"]:
-            x = keras.layers.Dropout(spec.model["dropout"], name=f"trunk_dropout_{i}")(x)
+            x = keras.layers.Dropout(spec.model["dropout"], name=f"{prefix}trunk_dropout_{i}")(x)
+    return x
+
+
+def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras.Model:
+    """The uncompiled model; outputs are a dict keyed by head name. A head with `inputs` (routed)
+    reads only those inputs' towers, through a fusion and trunk of its own; the others share one
+    trunk over every tower (built only when some head reads it)."""
+    inputs, towers = build_towers(spec, info)
+    by_name = dict(zip((i.name for i in spec.inputs), towers, strict=True))
+    shared = None
+    if any(not h.inputs for h in spec.outputs):
+        shared = fuse_and_trunk(towers, spec)
     outputs = {}
-    for head in spec.outputs:
-        h = x
+    for head in dependency_order(spec.outputs):
+        if head.inputs:
+            h = fuse_and_trunk([by_name[n] for n in head.inputs], spec, prefix=f"{head.name}_")
+        else:
+            h = shared
+        if head.depends_on:  # the named heads' outputs, their gradient stopped
+            read = [
+                StopGradient(name=f"{head.name}_reads_{d}")(outputs[d]) for d in head.depends_on
+            ]
+            h = keras.layers.Concatenate(name=f"{head.name}_with_heads")([h, *read])
         if head.hidden_units:
             h = keras.layers.Dense(
                 head.hidden_units, activation="relu", name=f"{head.name}_hidden"
             )(h)
         outputs[head.name] = HEAD_TYPES[head.type].build_output(h, head, info)
+    outputs = {h.name: outputs[h.name] for h in spec.outputs}
     return MultiHeadModel(inputs=inputs, outputs=outputs, name=name or spec.name)
+
+
+def dependency_order(heads) -> list:
+    """The heads with each after the heads it depends on (the spec refuses cycles)."""
+    done, order = set(), []
+    pending = list(heads)
+    while pending:
+        ready = [h for h in pending if set(h.depends_on) <= done]
+        for h in ready:
+            order.append(h)
+            done.add(h.name)
+        pending = [h for h in pending if h.name not in done]
+        if not ready:
+            raise ValueError(f"a dependency cycle among {[h.name for h in pending]}")
+    return order
 
 
 def compile_model(model: keras.Model, spec: Spec, info: FeatureInfo) -> keras.Model:

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from pipeline.spec import Spec
+from pipeline.spec import Spec, SpecError
 from trainer.data import collect_labels, make_dataset, read_transformed
 from trainer.model import build_model, compile_model
 from trainer.train import train
@@ -102,6 +102,60 @@ def test_average_fusion_is_the_mean_of_each_tower_s_projection(movies):
     projected = [p(t).numpy() for p, t in zip(fusion.projections, towers, strict=True)]
     assert fused.shape[1] == 12 and len(projected) == len(movies.spec.inputs)
     np.testing.assert_allclose(fused, np.mean(projected, axis=0), atol=1e-5)
+
+
+def test_a_routed_head_reads_only_its_inputs_through_a_branch_of_its_own(movies):
+    """outputs[].inputs: oscar reads year and runtime only; changing the title or the cast
+    changes genre's output (the shared trunk) and never oscar's; oscar's branch (its fusion and
+    trunk) is its own, so stopping oscar freezes all of it."""
+    from trainer.model import head_variables
+
+    raw = movies.spec.to_dict()
+    raw["outputs"][1]["inputs"] = ["year", "runtime"]
+    spec = Spec.from_dict(raw)
+    model = build_model(spec, movies.info)
+    assert {"oscar_fusion", "oscar_trunk_0", "fusion", "trunk_0"} <= layer_names(model)
+    x, _, _ = one_batch(movies)
+    before = model(x)
+    changed = dict(x, title=tf.zeros_like(x["title"]), cast=tf.zeros_like(x["cast"]))
+    after = model(changed)
+    np.testing.assert_array_equal(before["oscar"].numpy(), after["oscar"].numpy())
+    assert not np.allclose(before["genre"].numpy(), after["genre"].numpy())
+    own = {v.name.split("/")[0] for v in head_variables(model, "oscar")}
+    assert {"oscar_trunk_0", "oscar_trunk_1", "oscar_hidden", "oscar"} <= own
+    assert "trunk_0" not in own and "year_dense" not in own  # shared with the other heads
+    raw["outputs"][1]["inputs"] = ["year", "nope"]
+    with pytest.raises(SpecError, match=r"outputs\[1\].inputs: 'nope' is no input"):
+        Spec.from_dict(raw)
+
+
+def test_a_head_reads_another_head_s_output_without_training_it(movies):
+    """outputs[].depends_on: oscar reads genre's probabilities; oscar's loss sends no gradient
+    into genre's layers, genre's layers stay genre's own (per-head stopping), and a cycle is
+    refused with its path."""
+    from trainer.model import head_variables
+
+    raw = movies.spec.to_dict()
+    raw["outputs"][1]["depends_on"] = ["genre"]
+    spec = Spec.from_dict(raw)
+    model = build_model(spec, movies.info)
+    assert "oscar_reads_genre" in layer_names(model)
+    genre_own = head_variables(model, "genre")
+    assert {v.name.split("/")[0] for v in genre_own} >= {"genre_hidden", "genre"}
+    assert not {id(v) for v in genre_own} & {id(v) for v in head_variables(model, "oscar")}
+    x, _, _ = one_batch(movies)
+    with tf.GradientTape() as tape:
+        oscar = model(x)["oscar"]
+        loss = tf.reduce_mean(oscar)
+    grads = tape.gradient(loss, genre_own)
+    assert all(g is None or not np.any(g.numpy()) for g in grads)
+    # What genre predicts reaches oscar: oscar's hidden layer has genre's 21 extra inputs.
+    width = model.get_layer("oscar_with_heads").output.shape[-1]
+    assert width == model.get_layer("trunk_1").output.shape[-1] + 21
+    raw["outputs"][0]["depends_on"] = ["oscar"]
+    raw["outputs"][1]["depends_on"] = ["meter"]
+    with pytest.raises(SpecError, match="a dependency cycle: meter -> oscar -> meter"):
+        Spec.from_dict(raw)
 
 
 def with_heads(spec, **changes):
