@@ -102,6 +102,7 @@ class OutputSpec:
     min_labelled: int = 10  # the data gate wants at least this many labelled rows per split
     inputs: tuple = ()  # routed: only these inputs' towers, its own fusion and trunk; () shared
     depends_on: tuple = ()  # heads whose outputs (gradient stopped) this head's layers read
+    calibration: str = "none"  # temperature: a temperature fitted on validation, in the model
 
     @property
     def label(self) -> str:
@@ -302,6 +303,12 @@ HEAD_OPTIONS = {
         "gradient is stopped: this head's loss never trains them",
         Anything("list of head names"),
     ),
+    "calibration": Option(
+        "none",
+        "temperature: after training, one temperature fitted on the validation split scales the "
+        "head's logits, inside the exported model (binary, multiclass, multilabel)",
+        Choice(("none", "temperature")),
+    ),
 }
 TRAINING_DEFAULTS = {k: o.default for k, o in TRAINING_OPTIONS.items()}
 MODEL_DEFAULTS = {k: o.default for k, o in MODEL_OPTIONS.items()}
@@ -365,6 +372,7 @@ class Spec:
                 "min_labelled": o.min_labelled,
                 **({"inputs": list(o.inputs)} if o.inputs else {}),
                 **({"depends_on": list(o.depends_on)} if o.depends_on else {}),
+                **({"calibration": o.calibration} if o.calibration != "none" else {}),
                 "gates": [
                     {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
                     for g in o.gates
@@ -755,10 +763,17 @@ class _Parser:
             if message:
                 self.error(f"{key}.hidden_units", message)
                 hidden = 0
+            plain_keys = ("missing_label", "min_labelled", "calibration")
             plain, plain_errors = resolve_options(
-                {k: HEAD_OPTIONS[k] for k in ("missing_label", "min_labelled")},
-                {k: common[k] for k in ("missing_label", "min_labelled") if k in common},
+                {k: HEAD_OPTIONS[k] for k in plain_keys},
+                {k: common[k] for k in plain_keys if k in common},
             )
+            if plain["calibration"] != "none" and not head_type.activation:
+                self.error(
+                    f"{key}.calibration",
+                    f"a {type_name} head has no probabilities to calibrate "
+                    "(binary, multiclass and multilabel heads do)",
+                )
             for e in plain_errors:
                 self.error(f"{key}.{e.key}", str(e))
             routed = common.get("inputs") or []
@@ -794,6 +809,7 @@ class _Parser:
                     min_labelled=plain["min_labelled"],
                     inputs=tuple(routed),
                     depends_on=tuple(dict.fromkeys(depends)),
+                    calibration=plain["calibration"],
                 )
             )
         return outputs

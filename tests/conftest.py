@@ -97,6 +97,7 @@ SHARED_SESSION_FIXTURES = {
     # tf.Transform of the fixtures (movies_prepared, digits_prepared)
     "test_gbdt.py": "prepared",
     "test_model.py": "prepared",
+    "test_calibration.py": "prepared",
     "test_selection.py": "prepared",
 }
 

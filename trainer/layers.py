@@ -29,6 +29,28 @@ class MaskedPooling(keras.layers.Layer):
         return {**super().get_config(), "mode": self.mode}
 
 
+class TemperatureActivation(keras.layers.Layer):
+    """sigmoid or softmax of logits / temperature; the temperature is fitted after training on
+    the validation split (trainer/calibration.py), 1 until then, never trained by the loss."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activation
+
+    def build(self, input_shape):
+        self.temperature = self.add_weight(
+            name="temperature", shape=(), initializer="ones", trainable=False
+        )
+        super().build(input_shape)
+
+    def call(self, logits):
+        scaled = logits / self.temperature
+        return tf.nn.softmax(scaled) if self.activation == "softmax" else tf.sigmoid(scaled)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
 class StopGradient(keras.layers.Layer):
     """Another head's output as this head reads it: no gradient flows back into that head."""
 

@@ -16,6 +16,7 @@ from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
 from trainer.averaging import AverageWeights
 from trainer.balancing import make_balancer
+from trainer.calibration import calibrate
 from trainer.data import collect_labels, make_dataset, should_cache
 from trainer.model import FeatureInfo, build_model, compile_model, model_summary
 from trainer.selection import EpochLine, LogBalance, PerHeadSelection, selected
@@ -156,6 +157,8 @@ def train(
         best = int(np.argmin(val_losses)) + 1 if val_losses else None
         best_epochs = {h.name: best for h in spec.outputs}
     keras.mixed_precision.set_global_policy("float32")
+    # Heads with `calibration: temperature`: fitted on the validation split, set in the model.
+    calibration = calibrate(model, spec, info, validation_files, global_batch)
 
     report = evaluate_with_baselines(
         model, spec, info, train_labels, validation_files, global_batch, eval_steps
@@ -171,6 +174,7 @@ def train(
         best_epochs=best_epochs,
         seconds=round(seconds, 2),
         model=summary,
+        **({"calibration": calibration} if calibration else {}),
     )
     return TrainResult(model, info, history.history, report)
 

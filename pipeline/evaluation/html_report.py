@@ -141,6 +141,13 @@ def _training(facts: RunFacts, head: OutputSpec) -> tuple[str, list]:
         f"({h.get('train_examples', '?')} in training).</p>"
         + _table(["metric", "model", "trivial predictor", "better?"], rows)
     )
+    c = report.get("calibration", {}).get(head.name)
+    if c:
+        text += (
+            f"<p>Calibrated (temperature {c['temperature']:g}, fitted on these validation rows): "
+            f"log loss {c['log_loss_before']:.4f} &rarr; {c['log_loss_after']:.4f}, expected "
+            f"calibration error {c['ece_before']:.4f} &rarr; {c['ece_after']:.4f}.</p>"
+        )
     best = report.get("best_epochs", {}).get(head.name)
     curve = plots.learning_curves(
         report.get("history", {}), history_keys(facts.spec, head), best, head.name

@@ -121,6 +121,12 @@ def print_training_report(model_run_uri: str) -> None:
     )
     if labelled:
         print(f"  rows with the head's label (train/validation): {labelled}")
+    for head, c in report.get("calibration", {}).items():
+        print(
+            f"  {head} calibrated: temperature {c['temperature']:g}; log loss "
+            f"{c['log_loss_before']:.4f} -> {c['log_loss_after']:.4f}, ECE {c['ece_before']:.4f} "
+            f"-> {c['ece_after']:.4f}"
+        )
     print(f"  {'head':12s} {'metric':16s} {'model':>10s} {'trivial':>10s}  better?")
     for head, h in report["heads"].items():
         for metric, value, base, better in versus_trivial(h):

@@ -132,6 +132,18 @@ class HeadType(Configurable):
             prior = np.atleast_1d(prior)
             start = np.log(prior) if self.activation == "softmax" else np.log(prior / (1 - prior))
             bias = keras.initializers.Constant(start.astype("float32"))
+        if head.calibration == "temperature" and self.activation:
+            from trainer.layers import TemperatureActivation
+
+            # Logits, then the activation at a temperature fitted after training
+            # (trainer/calibration.py); 1 while training.
+            logits = keras.layers.Dense(
+                self.num_units(head, info),
+                bias_initializer=bias,
+                dtype="float32",
+                name=f"{head.name}_logits",
+            )(x)
+            return TemperatureActivation(self.activation, dtype="float32", name=head.name)(logits)
         return keras.layers.Dense(
             self.num_units(head, info),
             activation=self.activation,
