@@ -91,20 +91,31 @@ def fit_temperature(
     return float(np.exp((low + high) / 2))
 
 
+def owner(model, head: str):
+    """The network holding `head`'s logits and TemperatureActivation: `model` itself, or, in a
+    model served from per-head epochs (trainer/selection.py), the epoch's copy the head reads."""
+    from trainer.layers import TemperatureActivation
+
+    layer = model.get_layer(head)
+    if isinstance(layer, TemperatureActivation):
+        return model
+    return layer.input._keras_history.layer  # the copy of the network at the head's epoch
+
+
 def head_logits(model, spec, info, files, batch: int, heads: list) -> dict:
     """{head: (logits [N, K], labels, label mask [N])} over `files`."""
     import tf_keras as keras
 
     from trainer.data import make_dataset
 
-    logit_model = keras.Model(
-        model.inputs, {h.name: model.get_layer(f"{h.name}_logits").output for h in heads}
-    )
+    logit_models = {}
+    for h in heads:
+        net = owner(model, h.name)
+        logit_models[h.name] = keras.Model(net.inputs, net.get_layer(f"{h.name}_logits").output)
     out = {h.name: ([], [], []) for h in heads}
     for x, y, w in make_dataset(files, spec, info, batch, weights="mask"):
-        logits = logit_model(x, training=False)
         for h in heads:
-            out[h.name][0].append(logits[h.name].numpy())
+            out[h.name][0].append(logit_models[h.name](x, training=False).numpy())
             out[h.name][1].append(np.asarray(y[h.name]))
             out[h.name][2].append(np.asarray(w[h.name]).reshape(-1))
     return {name: tuple(np.concatenate(parts) for parts in v) for name, v in out.items()}
@@ -130,7 +141,7 @@ def calibrate(model, spec, info, files, batch: int) -> dict:
         temperature = fit_temperature(logits, labels, weights, activation)
         before = scaled_probabilities(logits, 1.0, activation)
         after = scaled_probabilities(logits, temperature, activation)
-        model.get_layer(name).temperature.assign(temperature)
+        owner(model, name).get_layer(name).temperature.assign(temperature)
         report[name] = {
             "temperature": round(temperature, 4),
             "log_loss_before": round(log_loss(before, labels, weights, activation), 5),

@@ -86,6 +86,7 @@ def test_training_reports_each_calibrated_head_s_temperature_and_ece(movies_prep
     after on the validation rows."""
     import dataclasses
 
+    from trainer.calibration import owner
     from trainer.train import train
 
     p = movies_prepared
@@ -95,7 +96,42 @@ def test_training_reports_each_calibrated_head_s_temperature_and_ece(movies_prep
     calibration = result.report["calibration"]
     assert set(calibration) == {"oscar", "genre"}
     for head, c in calibration.items():
-        layer_t = float(result.model.get_layer(head).temperature.numpy())
+        layer_t = float(owner(result.model, head).get_layer(head).temperature.numpy())
         assert c["temperature"] == pytest.approx(layer_t, rel=1e-4)
         assert c["log_loss_after"] <= c["log_loss_before"] + 1e-6
         assert 0 <= c["ece_after"] <= 1 and c["examples"] > 0
+
+
+def test_a_head_served_from_its_own_epoch_is_calibrated_in_that_epoch_s_copy(movies_prepared):
+    """With per-head selection the served model reads each head from a copy of the network at
+    its best epoch (trainer/selection.py): the temperature is fitted on and set in the copy the
+    head reads, and the served output is calibrated."""
+    from types import SimpleNamespace
+
+    from trainer.calibration import owner
+    from trainer.selection import selected
+
+    p = movies_prepared
+    spec = calibrated_spec(p.spec, heads=("oscar",))
+    model = compile_model(build_model(spec, p.info), spec, p.info)
+    first = model.get_weights()
+    layer = model.get_layer("oscar_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 8 + 0.5, bias])  # "epoch 2": oscar's logits badly scaled
+    second = model.get_weights()
+    selection = SimpleNamespace(
+        best_epoch={"meter": 0, "oscar": 1, "genre": 0}, snapshots={0: first, 1: second}
+    )
+    served = selected(model, selection, spec, p.info, build_model)
+    assert owner(served, "oscar") is not served  # a copy of the network
+    report = calibrate(served, spec, p.info, p.train_files, 64)
+    t = float(owner(served, "oscar").get_layer("oscar").temperature.numpy())
+    assert report["oscar"]["temperature"] == pytest.approx(t, rel=1e-4) and abs(t - 1) > 0.05
+    assert report["oscar"]["log_loss_after"] < report["oscar"]["log_loss_before"]
+    x = next(iter(make_dataset(p.eval_files, spec, p.info, 8)))[0]
+    (logits, _, _) = head_logits(served, spec, p.info, p.eval_files, 8, [spec.outputs[1]])["oscar"]
+    np.testing.assert_allclose(
+        served(x, training=False)["oscar"].numpy(),
+        scaled_probabilities(logits[:8], t, "sigmoid"),
+        atol=1e-5,
+    )
