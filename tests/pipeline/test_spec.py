@@ -78,7 +78,7 @@ def test_round_trip_through_custom_config():
 
 
 def test_every_modality_is_discovered():
-    assert set(MODALITIES) == {"numeric", "categorical", "text", "multi_value", "image"}
+    assert set(MODALITIES) == {"numeric", "categorical", "text", "multi_value", "image", "signal"}
 
 
 @pytest.mark.parametrize(
