@@ -6,6 +6,7 @@ from pipeline import env as _env  # noqa: F401  (TF_USE_LEGACY_KERAS=1, before T
 
 import csv
 import dataclasses
+import inspect
 import os
 
 import pytest
@@ -118,9 +119,11 @@ def pytest_itemcollected(item):
     test of those modules that uses none of the shared fixtures runs wherever a worker is free."""
     module = item.nodeid.split("::")[0]
     group = SHARED_SESSION_FIXTURES.get(item.path.name, module)
-    names = set(getattr(item, "fixturenames", ()))
-    # (`request` may fetch a shared fixture by name: such a test stays in the group.)
-    if group != module and not (SHARED_FIXTURE_NAMES | {"request"}) & names:
+    closure = set(getattr(item, "fixturenames", ()))
+    # A test asking for `request` itself may fetch a shared fixture by name: it stays in the
+    # group. (Every tmp_path test has `request` in its closure: the test's own arguments count.)
+    own = set(inspect.signature(item.function).parameters) if hasattr(item, "function") else set()
+    if group != module and not (SHARED_FIXTURE_NAMES & closure or "request" in own):
         group = item.nodeid
     item.add_marker(pytest.mark.xdist_group(group))
 
