@@ -225,7 +225,12 @@ def create_pipeline(
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             eval_args=trainer_pb2.EvalArgs(splits=["validation"], num_steps=None),
-            custom_config={"spec": training_dict, "code": code_fingerprint(BOOSTED_CODE)},
+            # The trees read the transformed data and the seed only: other training or model
+            # settings reuse them from the cache.
+            custom_config={
+                "spec": {**transform_dict, "training": {"seed": spec.training["seed"]}},
+                "code": code_fingerprint(BOOSTED_CODE),
+            },
         ).with_id(constants.BOOSTED_TRAINER)
         rival = Evaluator(
             examples=example_gen.outputs["examples"],
