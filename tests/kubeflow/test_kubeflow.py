@@ -308,3 +308,22 @@ def test_a_beats_gate_conditions_the_push_on_both_blessings(tmp_path):
     for name in ("model_blessing", "rival_blessing"):
         assert f"inputs.artifacts['{name}'].artifacts[0].metadata['blessed'] == 1.0" in condition
     assert "&&" in condition
+    # What the KFP harness (tests/kubeflow/kfp_launcher.py) reads of it: both must say blessed.
+    import sys
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from kfp_launcher import evaluate_condition
+
+    def inputs(model, rival):
+        meta = {"model_blessing": model, "rival_blessing": rival}
+        return {
+            "inputs": {
+                "artifacts": {
+                    k: {"artifacts": [{"metadata": {"blessed": v}}]} for k, v in meta.items()
+                }
+            }
+        }
+
+    assert evaluate_condition(condition, inputs(1, 1))
+    assert not evaluate_condition(condition, inputs(1, 0))
+    assert not evaluate_condition(condition, inputs(0, 1))

@@ -33,7 +33,7 @@ def test_an_over_confident_head_is_cooled_and_its_held_out_log_loss_falls(movies
     spec = calibrated_spec(p.spec)
     model = compile_model(build_model(spec, p.info), spec, p.info)
     model.fit(
-        make_dataset(p.train_files, spec, p.info, 32, shuffle=True, seed=1), epochs=3, verbose=0
+        make_dataset(p.train_files, spec, p.info, 32, shuffle=True, seed=1), epochs=1, verbose=0
     )
     # Over-confident on purpose: oscar's logits x8.
     layer = model.get_layer("oscar_logits")
@@ -81,9 +81,8 @@ def test_a_regression_head_cannot_be_calibrated(movies_prepared):
 
 
 def test_training_reports_each_calibrated_head_s_temperature_and_ece(movies_prepared):
-    """train() with per-head selection: the served model (rebuilt from each head's best epoch)
-    carries the fitted temperatures; the report has them with the log loss and ECE before and
-    after on the validation rows."""
+    """train(): the served model carries the fitted temperatures; the report has them with the
+    log loss and ECE before and after on the validation rows."""
     import dataclasses
 
     from trainer.calibration import owner
@@ -91,7 +90,7 @@ def test_training_reports_each_calibrated_head_s_temperature_and_ece(movies_prep
 
     p = movies_prepared
     spec = calibrated_spec(p.spec)
-    spec = dataclasses.replace(spec, training={**spec.training, "epochs": 2})
+    spec = dataclasses.replace(spec, training={**spec.training, "epochs": 1})
     result = train(spec, p.tft_output, p.train_files, p.eval_files)
     calibration = result.report["calibration"]
     assert set(calibration) == {"oscar", "genre"}

@@ -460,7 +460,7 @@ def test_the_sensor_data_trains_two_signal_towers_and_pushes_a_model_serving_raw
     with open(MOTIONS_SPEC) as f:
         raw = yaml.safe_load(f)
     raw["data"]["path"] = os.path.join(os.path.dirname(MOTIONS_SPEC), raw["data"]["path"])
-    raw["training"]["epochs"] = 12
+    raw["training"]["epochs"] = 8
     raw["evaluation"] = {"baselines": []}
     (tmp_path / "motions.yaml").write_text(yaml.safe_dump(raw))
     spec = load_spec(str(tmp_path / "motions.yaml"))
