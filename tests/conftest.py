@@ -95,11 +95,12 @@ SHARED_SESSION_FIXTURES = {
     # the shared local pipeline run (movies_run, killed_run, portable_flags)
     "test_local.py": "movies-run",
     "test_launcher_contract.py": "movies-run",
-    # tf.Transform of the fixtures (movies_prepared, digits_prepared)
-    "test_gbdt.py": "prepared",
+    # tf.Transform of the fixtures (movies_prepared, digits_prepared): two groups, so that the
+    # trainer tests (about 5 minutes in all) can run on two workers, each making the fixtures.
     "test_model.py": "prepared",
-    "test_calibration.py": "prepared",
     "test_selection.py": "prepared",
+    "test_gbdt.py": "prepared-trees",
+    "test_calibration.py": "prepared-trees",
 }
 
 
