@@ -26,7 +26,7 @@ from tfx.types import standard_artifacts
 from components.batching import BATCHING_FILE, write_batching_file
 from components.contract import SERVING_DIR
 from components.registry import copy_tree, open_registry
-from components.report import RunReportArtifact, rivals
+from components.report import RunReportArtifact, rival_uris
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
 from pipeline.mounts import to_remote
@@ -158,7 +158,7 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             for g in o.gates
         ],
         "evaluation": EvaluationSummary.from_tfma(
-            evaluation.uri, rivals(rival_evaluation)
+            evaluation.uri, rival_uris(rival_evaluation)
         ).to_dict(),
     }
     # The run's report.html goes into the version beside the card (components/report.py).

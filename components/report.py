@@ -19,7 +19,7 @@ from tfx.types import artifact, standard_artifacts
 from components.data_gate import check_data, read_data_artifacts
 from pipeline import constants
 from pipeline.evaluation.html_report import RunFacts, render
-from pipeline.evaluation.summary import EvaluationSummary
+from pipeline.evaluation.summary import EvaluationSummary, rivals
 from pipeline.spec import Spec
 
 
@@ -79,9 +79,9 @@ def _training_report(model_run) -> dict | None:
         return json.load(f)
 
 
-def rivals(rival_evaluation) -> dict:
-    """{rival: the uri of the candidate's evaluation against it} (the boosted trees')."""
-    return {"gbdt": rival_evaluation.uri} if rival_evaluation is not None else {}
+def rival_uris(rival_evaluation) -> dict:
+    """summary.rivals of an optional rival ModelEvaluation artifact."""
+    return rivals(rival_evaluation.uri if rival_evaluation is not None else None)
 
 
 def run_facts(
@@ -111,7 +111,7 @@ def run_facts(
     facts.training = _training_report(model_run)
     facts.rival_training = _training_report(rival_model_run)
     if evaluation is not None:
-        facts.summary = EvaluationSummary.from_tfma(evaluation.uri, rivals(rival_evaluation))
+        facts.summary = EvaluationSummary.from_tfma(evaluation.uri, rival_uris(rival_evaluation))
         try:
             facts.plot_data = overall_plots(evaluation.uri)
         except Exception as e:  # noqa: BLE001 - a page without TFMA's plots is still a report

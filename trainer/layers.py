@@ -126,55 +126,51 @@ class MissingModality(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate}
 
 
-class GatedFusion(keras.layers.Layer):
+class ProjectedFusion(keras.layers.Layer):
+    """The fusions that first project each tower to `units` (its own Dense, relu)."""
+
+    def __init__(self, units=64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.projections = [
+            keras.layers.Dense(self.units, activation="relu", name=f"project_{i}")
+            for i in range(len(input_shape))
+        ]
+        super().build(input_shape)
+
+    def project(self, towers) -> list:
+        return [p(t) for p, t in zip(self.projections, towers, strict=True)]
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class GatedFusion(ProjectedFusion):
     """Projects each tower to `units`, scores it, and sums the towers weighted by a softmax gate.
 
     The gate is computed per example, so the model can lean on the modalities that are informative
     for that example (and away from absent ones).
     """
 
-    def __init__(self, units=64, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-
     def build(self, input_shape):
-        self.projections = [
-            keras.layers.Dense(self.units, activation="relu", name=f"project_{i}")
-            for i in range(len(input_shape))
-        ]
         self.score = keras.layers.Dense(1, name="gate_score")
         super().build(input_shape)
 
     def call(self, towers):
-        projected = tf.stack([p(t) for p, t in zip(self.projections, towers, strict=True)], axis=1)
+        projected = tf.stack(self.project(towers), axis=1)
         gate = tf.nn.softmax(self.score(projected), axis=1)  # [B, towers, 1]
         return tf.reduce_sum(gate * projected, axis=1)
 
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
 
-
-class AverageFusion(keras.layers.Layer):
+class AverageFusion(ProjectedFusion):
     """Projects each tower to `units` and averages them: one representation of several inputs of
     one kind (sensors), each weighing the same."""
 
-    def __init__(self, units=64, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-
-    def build(self, input_shape):
-        self.projections = [
-            keras.layers.Dense(self.units, activation="relu", name=f"project_{i}")
-            for i in range(len(input_shape))
-        ]
-        super().build(input_shape)
-
     def call(self, towers):
-        projected = [p(t) for p, t in zip(self.projections, towers, strict=True)]
+        projected = self.project(towers)
         return tf.add_n(projected) / float(len(projected))
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
 
 
 class Rescale(keras.layers.Layer):

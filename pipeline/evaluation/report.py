@@ -7,7 +7,7 @@ import json
 import os
 
 from pipeline import constants
-from pipeline.evaluation.summary import MIN_SLICE_EXAMPLES, EvaluationSummary, fmt
+from pipeline.evaluation.summary import MIN_SLICE_EXAMPLES, EvaluationSummary, fmt, rivals
 from pipeline.spec import Spec
 
 # (component, output key, label) of the artifacts a run prints.
@@ -40,7 +40,7 @@ def print_run(spec: Spec, outputs: dict, metadata_path: str) -> None:
     blessing = evaluator["blessing"][0]
     blessed = blessing.custom_properties[constants.BLESSED].int_value == 1
     rival_evaluations = outputs.get(constants.BOOSTED_EVALUATOR, {}).get("evaluation", [])
-    rival = {"gbdt": rival_evaluations[0].uri} if rival_evaluations else {}
+    rival = rivals(rival_evaluations[0].uri if rival_evaluations else None)
     if rival:
         beaten = outputs[constants.BOOSTED_EVALUATOR].get("blessing", [])
         if beaten and constants.BLESSED in beaten[0].custom_properties:
@@ -155,15 +155,15 @@ def versus_trivial(head_report: dict) -> list[tuple]:
 
 def print_evaluation(spec: Spec, summary: EvaluationSummary, blessed: bool) -> None:
     print("\nEvaluation (eval split; gates from the spec):")
-    rivals = summary.rival_names()
-    rival_header = "".join(f" {r:>9s}" for r in rivals)
+    rival_names = summary.rival_names()
+    rival_header = "".join(f" {r:>9s}" for r in rival_names)
     print(
         f"  {'head':10s} {'metric':15s} {'value':>9s} {'baseline':>9s}{rival_header}  "
         f"{'threshold':44s} result"
     )
     rows = summary.gate_rows(spec)
     for r in rows:
-        rival_values = "".join(f" {fmt(r.rivals.get(name)):>9s}" for name in rivals)
+        rival_values = "".join(f" {fmt(r.rivals.get(name)):>9s}" for name in rival_names)
         print(
             f"  {r.head:10s} {r.metric:15s} {fmt(r.value):>9s} "
             f"{fmt(r.baseline):>9s}{rival_values}  {r.threshold:44s} "

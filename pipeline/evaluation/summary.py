@@ -200,6 +200,12 @@ class EvaluationSummary:
         return "; ".join(parts)
 
 
+def rivals(rival_evaluation_uri: str | None) -> dict:
+    """{rival: the uri of the candidate's evaluation against it} for from_tfma: the
+    BoostedEvaluator's evaluation is against the boosted trees (gbdt)."""
+    return {"gbdt": rival_evaluation_uri} if rival_evaluation_uri else {}
+
+
 def _read_metrics(uri: str, metrics: dict, baseline_name: str, candidate: bool = True) -> None:
     """Adds the evaluation's values to metrics (head -> slice -> key): the candidate's under
     TFMA's keys (when `candidate`), TFMA's baseline model's under `<baseline_name>:<key>`."""

@@ -16,17 +16,33 @@ from pipeline.spec import Spec
 MOTIONS_CSV = os.path.join(REPO, "data", "motions", "motions.csv")
 
 
-def motions_spec(**signal_options):
+def motions_spec(name="accelerometer", column=None, **signal_options):
+    """One 3-channel signal input `name` (reading `column`, default the name), one head."""
+    signal = {"name": name, "column": column or name, "modality": "signal", "channels": 3}
     return Spec.from_dict(
         {
             "name": "motions_test",
             "data": {"path": MOTIONS_CSV, "format": "csv"},
-            "inputs": [
-                {"name": "accelerometer", "modality": "signal", "channels": 3, **signal_options}
-            ],
+            "inputs": [{**signal, **signal_options}],
             "outputs": [{"name": "intense", "type": "binary"}],
         }
     )
+
+
+FLOAT_LISTS = {
+    "gyroscope": tf.io.VarLenFeature(tf.float32),
+    "intense": tf.io.FixedLenFeature([1], tf.int64),
+}
+
+
+def float_list_instances():
+    """The gyroscope recordings as a TFRecord holds them: step-major float lists of 100 steps x 3
+    channels, with the `intense` label (feature spec FLOAT_LISTS)."""
+    rows, _ = read_csv_columns(MOTIONS_CSV)
+    return [
+        {"gyroscope": np.array(r, np.float32).reshape(-1), "intense": [int(row["intense"])]}
+        for r, row in zip(cells("gyroscope"), rows, strict=True)
+    ]
 
 
 def cells(column):
@@ -66,31 +82,10 @@ def test_each_channel_scaled_on_real_steps_short_padded_long_cut_bad_masked(tmp_
 def test_minmax_per_position_and_float_lists_read_step_major(tmp_path):
     raw = cells("gyroscope")
     # A TFRecord's float list: step-major, 100 steps x 3 channels; one row short (50 steps).
-    instances = [{"gyroscope": np.array(r, np.float32).reshape(-1)} for r in raw]
+    instances = float_list_instances()
     instances[7]["gyroscope"] = instances[7]["gyroscope"][:150]
-    for inst, r in zip(instances, read_csv_columns(MOTIONS_CSV)[0], strict=True):
-        inst["intense"] = [int(r["intense"])]
-    feature_spec = {
-        "gyroscope": tf.io.VarLenFeature(tf.float32),
-        "intense": tf.io.FixedLenFeature([1], tf.int64),
-    }
-    spec = Spec.from_dict(
-        {
-            "name": "motions_test",
-            "data": {"path": MOTIONS_CSV, "format": "csv"},
-            "inputs": [
-                {
-                    "name": "gyro",
-                    "column": "gyroscope",
-                    "modality": "signal",
-                    "channels": 3,
-                    "scaling": "minmax",
-                    "per_position": True,
-                }
-            ],
-            "outputs": [{"name": "intense", "type": "binary"}],
-        }
-    )
+    feature_spec = FLOAT_LISTS
+    spec = motions_spec("gyro", "gyroscope", scaling="minmax", per_position=True)
     out, _ = run_transform(spec, instances, feature_spec, str(tmp_path))
     x, mask = out["gyro"], out["gyro_mask"]
     assert mask[7, :50].all() and not mask[7, 50:].any()
@@ -150,30 +145,10 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     from trainer.export import export
     from trainer.model import build_model, compile_model
 
-    raw = cells("gyroscope")
-    rows, _ = read_csv_columns(MOTIONS_CSV)
-    instances = [
-        {"gyroscope": np.array(r, np.float32).reshape(-1), "intense": [int(row["intense"])]}
-        for r, row in zip(raw, rows, strict=True)
-    ]
+    instances = float_list_instances()
     instances[3]["gyroscope"] = instances[3]["gyroscope"][:90]  # 30 steps
-    feature_spec = {
-        "gyroscope": tf.io.VarLenFeature(tf.float32),
-        "intense": tf.io.FixedLenFeature([1], tf.int64),
-    }
-    spec = Spec.from_dict(
-        {
-            "name": "motions_test",
-            "data": {"path": MOTIONS_CSV, "format": "csv"},
-            "inputs": [
-                {"name": "gyro", "column": "gyroscope", "modality": "signal", "channels": 3}
-            ],
-            "outputs": [
-                {"name": "intense", "type": "binary", "gates": [{"metric": "auc", "min": 0.5}]}
-            ],
-            "evaluation": {"baselines": []},
-        }
-    )
+    feature_spec = FLOAT_LISTS
+    spec = motions_spec("gyro", "gyroscope")
     p = prepare(spec, instances, feature_spec, tmp_path)
     model = compile_model(build_model(spec, p.info), spec, p.info)
     export(model, p.tft_output, spec, p.info, str(tmp_path / "export"))
