@@ -13,6 +13,8 @@ An input absent from an example is handled as missing: the model's learned "miss
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
@@ -97,11 +99,14 @@ def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bo
     # network, and whether that shows in the outputs depends on the machine's kernels (relu(NaN)
     # is 0 on some CPUs: a silent answer for "0 reviews"). Such a row answers NaN everywhere,
     # on every machine; the MLflow model refuses it by name.
+    # Only one-value-per-row inputs: in a sequence (a signal) a NaN is a missing step, which
+    # the modality masks.
     always_present = [
         n
         for n, i in enumerate(inputs)
         if isinstance(exporter.input_raw_spec[i.column], tf.io.FixedLenFeature)
         and exporter.input_raw_spec[i.column].dtype.is_floating
+        and math.prod(exporter.input_raw_spec[i.column].shape) <= 1
     ]
 
     @tf.function(input_signature=specs)

@@ -135,10 +135,13 @@ def test_each_encoder_builds_a_tower_that_ignores_padding(encoder):
     assert list(present_a) == [True, True, False]
 
 
-def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_path):
+@pytest.mark.parametrize("layout", ["var_len", "fixed_len"])
+def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_path, layout):
     """A float-list signal's serving_raw takes [batch, steps, channels] (NaN-padded) and answers
     what serving_default answers on the same rows as serialized tf.Examples; a shorter row
-    padded with NaN steps is that shorter row."""
+    padded with NaN steps is that shorter row. `fixed_len`: every training row is 100 steps,
+    so the schema gives the feature a fixed shape (what TFDV infers from such a TFRecord); a
+    served row with a missing step is that row with the step masked, not a NaN answer."""
     from conftest import prepare
     from tft_harness import serialize
 
@@ -146,8 +149,12 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     from trainer.model import build_model, compile_model
 
     instances = float_list_instances()
-    instances[3]["gyroscope"] = instances[3]["gyroscope"][:90]  # 30 steps
-    feature_spec = FLOAT_LISTS
+    if layout == "var_len":
+        instances[3]["gyroscope"] = instances[3]["gyroscope"][:90]  # 30 steps
+        feature_spec = FLOAT_LISTS
+    else:
+        instances[3]["gyroscope"][3:6] = np.nan  # step 1 missing
+        feature_spec = {**FLOAT_LISTS, "gyroscope": tf.io.FixedLenFeature([300], tf.float32)}
     spec = motions_spec("gyro", "gyroscope")
     p = prepare(spec, instances, feature_spec, tmp_path)
     model = compile_model(build_model(spec, p.info), spec, p.info)
@@ -161,4 +168,5 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     examples = tf.constant([serialize(i, feature_spec) for i in instances[:4]])
     expected = loaded.signatures["serving_default"](examples=examples)["intense"].numpy()
     np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert not np.isnan(served).any()
     assert len(np.unique(np.round(expected, 6))) > 1  # the rows differ, and so do the answers
