@@ -8,6 +8,7 @@ failure.
 """
 
 import difflib
+import functools
 import json
 import os
 
@@ -56,6 +57,15 @@ def check_data(
 
     for i in spec.inputs:
         expect(i.column, f"input '{i.name}' ({i.modality})", i.modality_type.schema_types)
+        if i.column in types:
+            column_stats = {
+                split: f
+                for split, split_stats in stats.items()
+                if (f := _feature(split_stats, i.column))
+            }
+            cells = functools.partial(_cells, spec, i.column)
+            for problem in i.modality_type.input_checks(i, types[i.column], column_stats, cells):
+                errors.append(f"{where}: {problem}")
     for o in spec.outputs:
         head_type = o.head_type
         expect(o.column, f"output '{o.name}' ({o.type} label)", head_type.schema_types)
@@ -195,6 +205,18 @@ def _num_missing(common) -> str:
     if common.min_num_values == 0:  # present but empty (CSV: an empty cell)
         return "some examples"
     return ""
+
+
+def _cells(spec: Spec, column: str):
+    """("<file> line <n>", text) of every non-missing cell of `column` in the CSV data files."""
+    missing = CsvOptions(spec.data.na_values, spec.data.column_na_values).missing_tokens(column)
+    for path, header in _csv_headers(spec):
+        if column not in header:
+            continue
+        index = header.index(column)
+        for line, cells in iter_rows(path, len(header), spec.data.encoding):
+            if cells[index].strip() not in missing:
+                yield f"{path} line {line}", cells[index]
 
 
 def _locate_bad_values(spec: Spec, column: str, empty: bool = False, limit: int = 3) -> str:

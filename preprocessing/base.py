@@ -39,6 +39,15 @@ class Modality(Configurable):
     def transform(self, x, item) -> dict[str, tf.Tensor]:
         raise NotImplementedError
 
+    def input_checks(self, item, column_type: str, column_stats: dict, cells) -> list[str]:
+        """Problems of the input's column for the data gate (one line each).
+
+        `column_type` is the schema's (INT, FLOAT, BYTES); `column_stats` maps split name to
+        TFDV's FeatureNameStatistics of the column; `cells()` iterates (where, text) over the
+        column's non-missing CSV cells ("<file> line <n>", nothing for other formats): a check
+        reads only as far as it needs."""
+        return []
+
     # -- the model side: the tower that reads what `transform` produced ---------------------------
     def keras_inputs(self, item, info) -> dict:
         """One named Keras Input per transformed feature, shaped as Transform wrote it."""

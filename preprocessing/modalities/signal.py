@@ -16,6 +16,7 @@ lstm or gru (masked); the shared missing-input path when the mask is all zero.
 """
 
 import math
+import re
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -25,6 +26,7 @@ from preprocessing.options import BOOLEAN, Choice, Integer, Option, String
 from preprocessing.registry import MODALITIES
 
 NUMBER = r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?"
+SAMPLE = 200  # CSV cells the data gate reads to check the steps' layout
 
 
 def steps_of(x, channels: int, delimiter: str, channel_delimiter: str):
@@ -103,6 +105,62 @@ class Signal(Modality):
         "layers": Option(2, "convolutions (conv1d) or stacked recurrent layers", Integer(1)),
         "kernel_size": Option(5, "the convolutions' width in steps (conv1d)", Integer(1)),
     }
+
+    def input_checks(self, item, column_type, column_stats, cells):
+        """A float list whose length is not a multiple of `channels`, or CSV cells whose steps do
+        not read as `channels` numbers, would reach the model as masked (missing) steps: the
+        whole input silently absent. Float lists: every split's shortest and longest list;
+        CSV: the first SAMPLE cells."""
+        channels = item.options["channels"]
+        role = f"column {item.column!r} (input '{item.name}', a signal of channels: {channels})"
+        if column_type != BYTES:
+            problems = []
+            for split, feature in sorted(column_stats.items()):
+                kind = feature.WhichOneof("stats")
+                common = getattr(feature, kind).common_stats if kind else None
+                if common is None:
+                    continue
+                counts = sorted({int(common.min_num_values), int(common.max_num_values)} - {0})
+                odd = [n for n in counts if n % channels]
+                if odd:
+                    problems.append(
+                        f"{role} holds lists of {' to '.join(map(str, counts))} values in split "
+                        f"'{split}'; a signal's list is steps x channels values (step-major) and "
+                        f"{odd[0]} is not a multiple of {channels}: check `channels`"
+                    )
+            return problems
+        delimiter, channel_delimiter = item.options["delimiter"], item.options["channel_delimiter"]
+        read, total, first_bad, widths, seen = 0, 0, None, {}, 0
+        for where, text in cells():
+            if seen >= SAMPLE:
+                break
+            seen += 1
+            for step in (s.strip() for s in text.split(delimiter)):
+                if not step:
+                    continue
+                values = [v.strip() for v in step.split(channel_delimiter)]
+                total += 1
+                widths[len(values)] = widths.get(len(values), 0) + 1
+                if len(values) == channels and all(re.fullmatch(NUMBER, v) for v in values):
+                    read += 1
+                elif first_bad is None:
+                    first_bad = (where, step)
+        if total == 0 or read >= total / 2:
+            return []
+        where, step = first_bad
+        common = max(widths, key=widths.get)
+        shown = step if len(step) <= 40 else step[:37] + "..."
+        found = (
+            f"most steps hold {common} value(s)"
+            if common != channels
+            else f"most steps are not {channels} numbers"
+        )
+        return [
+            f"{role}: only {read} of the {total} steps of its first {seen} cell(s) read as {channels} "
+            f"number(s) separated by {channel_delimiter!r} (steps separated by {delimiter!r}); "
+            f"{found}, e.g. {where}: {shown!r}. Check `channels`, `delimiter` and "
+            "`channel_delimiter`"
+        ]
 
     def output_names(self, item):
         return [item.name, f"{item.name}_mask"]

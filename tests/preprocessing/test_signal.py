@@ -170,3 +170,52 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     np.testing.assert_allclose(served, expected, atol=1e-6)
     assert not np.isnan(served).any()
     assert len(np.unique(np.round(expected, 6))) > 1  # the rows differ, and so do the answers
+
+
+def gate(spec, stats_list):
+    """The data gate's errors on TFDV's statistics and inferred schema."""
+    import tensorflow_data_validation as tfdv
+
+    from components.data_gate import check_data
+
+    schema = tfdv.infer_schema(stats_list)
+    errors, _ = check_data(spec, schema, {"train": stats_list.datasets[0]}, {})
+    return errors
+
+
+@pytest.mark.parametrize("channels", [3, 2, 6])
+def test_data_gate_stops_csv_cells_whose_steps_are_not_the_declared_channels(channels):
+    """Steps that do not read as `channels` numbers would all be masked: the input silently
+    absent. The gate names the file, the line, the column and what the steps hold (3 values:
+    the recordings have 3 axes)."""
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    frame = pd.read_csv(MOTIONS_CSV, keep_default_na=False)
+    errors = gate(motions_spec(channels=channels), tfdv.generate_statistics_from_dataframe(frame))
+    if channels == 3:
+        assert errors == []
+        return
+    (error,) = errors
+    assert error.startswith(
+        f"{MOTIONS_CSV}: column 'accelerometer' (input 'accelerometer', a signal of "
+        f"channels: {channels}): only 0 of the 8000 steps of its first 80 cell(s) read as "
+        f"{channels} number(s) separated by ',' (steps separated by ';'); most steps hold 3 "
+        f"value(s), e.g. {MOTIONS_CSV} line 2: '0.079106,0.394032,0.551444'"
+    )
+
+
+def test_data_gate_stops_float_lists_that_are_not_whole_steps(tmp_path):
+    """A TFRecord float list of 300 values is 100 steps of 3 channels, not steps of 7."""
+    import tensorflow_data_validation as tfdv
+    from tft_harness import serialize
+
+    path = str(tmp_path / "gyro.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for instance in float_list_instances():
+            writer.write(serialize(instance, FLOAT_LISTS))
+    stats_list = tfdv.generate_statistics_from_tfrecord(path)
+    assert gate(motions_spec("gyro", "gyroscope", channels=3), stats_list) == []
+    (error,) = gate(motions_spec("gyro", "gyroscope", channels=7), stats_list)
+    assert "column 'gyroscope' (input 'gyro', a signal of channels: 7) holds lists of 300" in error
+    assert "300 is not a multiple of 7" in error
