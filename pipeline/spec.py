@@ -101,7 +101,8 @@ class OutputSpec:
     missing_label: str = "mask"  # mask | drop | error: what a row without this label means
     min_labelled: int = 10  # the data gate wants at least this many labelled rows per split
     inputs: tuple = ()  # routed: only these inputs' towers, its own fusion and trunk; () shared
-    depends_on: tuple = ()  # heads whose outputs (gradient stopped) this head's layers read
+    depends_on: tuple = ()  # heads whose outputs this head's layers read
+    dependency_gradient: str = "stop"  # stop: this head's loss never trains those heads
     calibration: str = "none"  # temperature: a temperature fitted on validation, in the model
 
     @property
@@ -299,9 +300,14 @@ HEAD_OPTIONS = {
     ),
     "depends_on": Option(
         [],
-        "heads whose outputs (probabilities or values) this head's layers also read; their "
-        "gradient is stopped: this head's loss never trains them",
+        "heads whose outputs (probabilities or values) this head's layers also read",
         Anything("list of head names"),
+    ),
+    "dependency_gradient": Option(
+        "stop",
+        "stop: this head's loss never trains the heads it reads (depends_on); flow: it trains "
+        "them too",
+        Choice(("stop", "flow")),
     ),
     "calibration": Option(
         "none",
@@ -372,6 +378,11 @@ class Spec:
                 "min_labelled": o.min_labelled,
                 **({"inputs": list(o.inputs)} if o.inputs else {}),
                 **({"depends_on": list(o.depends_on)} if o.depends_on else {}),
+                **(
+                    {"dependency_gradient": o.dependency_gradient}
+                    if o.dependency_gradient != "stop"
+                    else {}
+                ),
                 **({"calibration": o.calibration} if o.calibration != "none" else {}),
                 "gates": [
                     {k: v for k, v in dataclasses.asdict(g).items() if v is not None}
@@ -763,7 +774,7 @@ class _Parser:
             if message:
                 self.error(f"{key}.hidden_units", message)
                 hidden = 0
-            plain_keys = ("missing_label", "min_labelled", "calibration")
+            plain_keys = ("missing_label", "min_labelled", "calibration", "dependency_gradient")
             plain, plain_errors = resolve_options(
                 {k: HEAD_OPTIONS[k] for k in plain_keys},
                 {k: common[k] for k in plain_keys if k in common},
@@ -809,6 +820,7 @@ class _Parser:
                     min_labelled=plain["min_labelled"],
                     inputs=tuple(routed),
                     depends_on=tuple(dict.fromkeys(depends)),
+                    dependency_gradient=plain["dependency_gradient"],
                     calibration=plain["calibration"],
                 )
             )

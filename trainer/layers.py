@@ -51,11 +51,19 @@ class TemperatureActivation(keras.layers.Layer):
         return {**super().get_config(), "activation": self.activation}
 
 
-class StopGradient(keras.layers.Layer):
-    """Another head's output as this head reads it: no gradient flows back into that head."""
+class ReadsHead(keras.layers.Layer):
+    """Another head's output as this head reads it (`depends_on`); with `stop_gradient` no
+    gradient flows back into that head. Also where a head's own layers end (head_variables)."""
+
+    def __init__(self, stop_gradient: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.stop_gradient = stop_gradient
 
     def call(self, x):
-        return tf.stop_gradient(x)
+        return tf.stop_gradient(x) if self.stop_gradient else tf.identity(x)
+
+    def get_config(self):
+        return {**super().get_config(), "stop_gradient": self.stop_gradient}
 
 
 class StepMask(keras.layers.Layer):

@@ -23,7 +23,7 @@ from tf_keras.src.utils.losses_utils import scale_loss_for_distribution
 
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES, MODALITIES
-from trainer.layers import AverageFusion, GatedFusion, MissingModality, StopGradient
+from trainer.layers import AverageFusion, GatedFusion, MissingModality, ReadsHead
 
 
 @dataclass
@@ -173,7 +173,7 @@ def _layers_behind(tensor) -> list:
             continue
         seen.add(id(layer))
         out.append(layer)
-        if isinstance(layer, StopGradient):  # another head's output, read but never trained
+        if isinstance(layer, ReadsHead):  # another head's output: that head's layers
             continue
         stack.extend(tf.nest.flatten(layer._inbound_nodes[node_index].keras_inputs))
     return out
@@ -228,9 +228,10 @@ def build_model(spec: Spec, info: FeatureInfo, name: str | None = None) -> keras
             h = fuse_and_trunk([by_name[n] for n in head.inputs], spec, prefix=f"{head.name}_")
         else:
             h = shared
-        if head.depends_on:  # the named heads' outputs, their gradient stopped
+        if head.depends_on:  # the named heads' outputs
+            stop = head.dependency_gradient == "stop"
             read = [
-                StopGradient(name=f"{head.name}_reads_{d}")(outputs[d]) for d in head.depends_on
+                ReadsHead(stop, name=f"{head.name}_reads_{d}")(outputs[d]) for d in head.depends_on
             ]
             h = keras.layers.Concatenate(name=f"{head.name}_with_heads")([h, *read])
         if head.hidden_units:

@@ -131,8 +131,8 @@ def test_a_routed_head_reads_only_its_inputs_through_a_branch_of_its_own(movies)
 
 def test_a_head_reads_another_head_s_output_without_training_it(movies):
     """outputs[].depends_on: oscar reads genre's probabilities; oscar's loss sends no gradient
-    into genre's layers, genre's layers stay genre's own (per-head stopping), and a cycle is
-    refused with its path."""
+    into genre's layers (unless `dependency_gradient: flow`), genre's layers stay genre's own
+    (per-head stopping), and a cycle is refused with its path."""
     from trainer.model import head_variables
 
     raw = movies.spec.to_dict()
@@ -152,6 +152,14 @@ def test_a_head_reads_another_head_s_output_without_training_it(movies):
     # What genre predicts reaches oscar: oscar's hidden layer has genre's 21 extra inputs.
     width = model.get_layer("oscar_with_heads").output.shape[-1]
     assert width == model.get_layer("trunk_1").output.shape[-1] + 21
+    # dependency_gradient: flow: oscar's loss trains genre's layers too (they stay genre's own).
+    raw["outputs"][1]["dependency_gradient"] = "flow"
+    flowing = build_model(Spec.from_dict(raw), movies.info)
+    genre_own = head_variables(flowing, "genre")
+    assert {v.name.split("/")[0] for v in genre_own} >= {"genre_hidden", "genre"}
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(flowing(x)["oscar"])
+    assert all(np.any(g.numpy()) for g in tape.gradient(loss, genre_own))
     raw["outputs"][0]["depends_on"] = ["oscar"]
     raw["outputs"][1]["depends_on"] = ["meter"]
     with pytest.raises(SpecError, match="a dependency cycle: meter -> oscar -> meter"):
