@@ -56,15 +56,19 @@ def check_data(
             )
 
     for i in spec.inputs:
-        expect(i.column, f"input '{i.name}' ({i.modality})", i.modality_type.schema_types)
-        if i.column in types:
+        for column in i.columns:
+            expect(column, f"input '{i.name}' ({i.modality})", i.modality_type.schema_types)
+            if column not in types:
+                continue
             column_stats = {
                 split: f
                 for split, split_stats in stats.items()
-                if (f := _feature(split_stats, i.column))
+                if (f := _feature(split_stats, column))
             }
-            cells = functools.partial(_cells, spec, i.column)
-            for problem in i.modality_type.input_checks(i, types[i.column], column_stats, cells):
+            cells = functools.partial(_cells, spec, column)
+            for problem in i.modality_type.input_checks(
+                i, column, types[column], column_stats, cells
+            ):
                 errors.append(f"{where}: {problem}")
     for o in spec.outputs:
         head_type = o.head_type

@@ -24,6 +24,11 @@ order or the label vocabulary's), plus `<head>_class` (multiclass: the most prob
 `<head>_labels` (multilabel: one string per class, the class name where its probability is over
 0.5, else "").
 
+A signal input reads its column as the data holds it: a CSV cell of delimited steps (a string),
+or, for TFRecord data, a list of floats (steps x channels, step-major, as in the TFRecord; an
+MLflow `Array(double)` column); a signal read from several columns (`columns`) takes each of
+them. A missing signal is None, NaN or an empty list or cell.
+
 A request the model cannot answer - no rows, a missing column, a value of the wrong type (a word
 in a number column), a missing value the model cannot take - raises an MlflowException with
 error code INVALID_PARAMETER_VALUE naming the column, which `mlflow models serve` answers with
@@ -65,8 +70,14 @@ def _spec_dict(spec) -> dict:
     return spec if isinstance(spec, dict) else spec.to_dict()
 
 
-def _column(item: dict) -> str:
-    return item.get("column") or item["name"]
+def _columns(item: dict) -> list:
+    """The user's columns an input reads: its `column`, or a signal's `columns`."""
+    return list(item.get("columns") or [item.get("column") or item["name"]])
+
+
+def _float_lists(item: dict, data: dict) -> bool:
+    """A signal of TFRecord data: its columns hold lists of floats (CSV: delimited cells)."""
+    return item["modality"] == "signal" and data.get("format", "csv") != "csv"
 
 
 def missing_tokens(spec) -> dict:
@@ -76,11 +87,13 @@ def missing_tokens(spec) -> dict:
     data = spec.get("data", {})
     out = {}
     for item in spec["inputs"]:
-        column = _column(item)
-        tokens = {""}
-        if data.get("format", "csv") == "csv":
-            tokens |= set(data.get("column_na_values", {}).get(column, data.get("na_values", ())))
-        out[column] = sorted(tokens)
+        for column in _columns(item):
+            tokens = {""}
+            if data.get("format", "csv") == "csv":
+                tokens |= set(
+                    data.get("column_na_values", {}).get(column, data.get("na_values", ()))
+                )
+            out[column] = sorted(tokens)
     return out
 
 
@@ -88,7 +101,9 @@ class MimoModel(mlflow.pyfunc.PythonModel):
     """A DataFrame of raw columns in, every head out (see the module's docstring)."""
 
     def __init__(self, columns: dict, heads: list, tokens: dict):
-        self.columns = dict(columns)  # input name (serving_raw's) -> the user's column
+        # input name (serving_raw's) -> the user's columns (a name: one column, as pickled
+        # before signals read several)
+        self.columns = dict(columns)
         self.heads = list(heads)  # the spec's heads, in order (the output columns' order)
         self.tokens = {c: set(t) for c, t in tokens.items()}  # column -> missing-value cells
 
@@ -106,9 +121,16 @@ class MimoModel(mlflow.pyfunc.PythonModel):
         unknown = sorted(set(specs) - set(self.columns))
         if unknown:
             raise RuntimeError(f"the SavedModel takes inputs the spec does not name: {unknown}")
-        # serving_raw's dtypes: string, float32 (NaN = missing) or int64 (never missing).
+        # serving_raw's dtypes: string, float32 (NaN = missing) or int64 (never missing); its
+        # shapes: [batch] one value, [batch, channels] a cell per channel, [batch, steps,
+        # channels] a float-list signal.
         self._dtypes = {name: s.dtype.name for name, s in sorted(specs.items())}
+        self._shapes = {name: s.shape.as_list() for name, s in sorted(specs.items())}
         self._required = self._never_missing()
+
+    def _of(self, name: str) -> list:
+        columns = self.columns[name]
+        return [columns] if isinstance(columns, str) else list(columns)
 
     def _call(self, feeds: dict) -> dict:
         import tensorflow as tf
@@ -122,14 +144,18 @@ class MimoModel(mlflow.pyfunc.PythonModel):
         """The columns the model takes no missing value in: integers (serving_raw has no missing
         integer), and numbers exported as always present (their NaN makes a head's output NaN).
         One call: row 0 all present, row k+1 with the k-th number column missing."""
-        numbers = [n for n, d in self._dtypes.items() if d.startswith("float")]
-        required = {self.columns[n] for n, d in self._dtypes.items() if d.startswith("int")}
+        scalar = [n for n, shape in self._shapes.items() if len(shape) == 1]
+        numbers = [n for n in scalar if self._dtypes[n].startswith("float")]
+        required = {self._of(n)[0] for n in scalar if self._dtypes[n].startswith("int")}
         if not numbers:
             return required
         rows = len(numbers) + 1
         feeds = {}
         for name, dtype in self._dtypes.items():
-            if dtype == "string":
+            if len(self._shapes[name]) > 1:  # a signal: no step at all, a missing signal
+                shape = [rows, *(1 if s is None else s for s in self._shapes[name][1:])]
+                feeds[name] = np.full(shape, b"" if dtype == "string" else np.nan)
+            elif dtype == "string":
                 feeds[name] = [b""] * rows
             elif name in numbers:
                 feeds[name] = [np.nan if r == numbers.index(name) + 1 else 0.0 for r in range(rows)]
@@ -139,7 +165,7 @@ class MimoModel(mlflow.pyfunc.PythonModel):
         for value in self._call(feeds).values():
             if value.dtype.kind == "f":
                 finite &= np.isfinite(value.reshape(rows, -1)).all(axis=1)
-        return required | {self.columns[n] for i, n in enumerate(numbers) if not finite[i + 1]}
+        return required | {self._of(n)[0] for i, n in enumerate(numbers) if not finite[i + 1]}
 
     # -- a request -------------------------------------------------------------------------------
     def _missing(self, series: pd.Series, column: str) -> np.ndarray:
@@ -188,7 +214,7 @@ class MimoModel(mlflow.pyfunc.PythonModel):
                 frame = pd.DataFrame(frame)
             except (TypeError, ValueError):
                 frame = pd.DataFrame()
-        expected = [c for n, c in self.columns.items() if n in self._dtypes]  # spec order
+        expected = [c for n in self.columns if n in self._dtypes for c in self._of(n)]
         if len(frame) == 0:
             raise bad_request(
                 f"the request holds no rows: send one row per example with the columns {expected}"
@@ -200,11 +226,56 @@ class MimoModel(mlflow.pyfunc.PythonModel):
                 + (f" (also missing: {absent[1:]})" if absent[1:] else "")
                 + f"; the model's columns are {expected}"
             )
-        feeds = {
-            name: self._values(frame[self.columns[name]], self.columns[name], name, dtype)
-            for name, dtype in self._dtypes.items()
-        }
+        feeds = {}
+        for name, dtype in self._dtypes.items():
+            columns, shape = self._of(name), self._shapes[name]
+            if len(shape) == 3:
+                feeds[name] = self._steps(frame, columns, name, shape[2])
+                continue
+            values = [self._values(frame[c], c, name, dtype) for c in columns]
+            feeds[name] = values[0] if len(shape) == 1 else list(zip(*values, strict=True))
         return self._frame(self._call(feeds), len(frame))
+
+    def _steps(self, frame: pd.DataFrame, columns: list, name: str, channels: int) -> np.ndarray:
+        """Float-list cells -> [rows, steps, channels] float32, shorter rows padded with NaN
+        (serving_raw's missing steps). One column: steps x channels values, step-major; several:
+        one channel each."""
+        width = channels if len(columns) == 1 else 1
+        rows = []
+        for row in range(len(frame)):
+            parts = []
+            for column in columns:
+                cell = frame[column].iloc[row]
+                if _is_na(cell) or _token(cell, self.tokens.get(column, {""})):
+                    cell = []
+                try:
+                    values = np.asarray(cell, dtype=np.float64).reshape(-1)
+                except (TypeError, ValueError):
+                    raise bad_request(
+                        f"column {column!r} holds {_shown(cell)} in row {row}: not a list of "
+                        f"numbers (input {name!r}, a signal)"
+                    ) from None
+                if values.size % width:
+                    raise bad_request(
+                        f"column {column!r} holds {values.size} values in row {row}: not a "
+                        f"whole number of steps of {width} channels (input {name!r})"
+                    )
+                parts.append(values.reshape(-1, width))
+            steps = max(len(p) for p in parts)
+            rows.append(
+                np.concatenate(
+                    [
+                        np.pad(p, [(0, steps - len(p)), (0, 0)], constant_values=np.nan)
+                        for p in parts
+                    ],
+                    axis=1,
+                )
+            )
+        longest = max(1, *(len(r) for r in rows))
+        out = np.full((len(rows), longest, channels), np.nan, np.float32)
+        for n, r in enumerate(rows):
+            out[n, : len(r)] = r
+        return out
 
     def _frame(self, outputs: dict, n: int) -> pd.DataFrame:
         """One column per output, heads in the spec's order: [n, 1] as a value, [n, k] as a list;
@@ -236,6 +307,11 @@ def _token(value, tokens: set) -> bool:
     return isinstance(value, str) and value.strip() in tokens
 
 
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _rows(mask: np.ndarray) -> str:
     rows = [int(i) for i in np.flatnonzero(mask)]
     shown = ", ".join(map(str, rows[:10])) + (", ..." if len(rows) > 10 else "")
@@ -250,9 +326,15 @@ def model_signature(spec):
     from mlflow.types.schema import Array, ColSpec, Schema
 
     spec = _spec_dict(spec)
+    data = spec.get("data", {})
     inputs = [
-        ColSpec(INPUT_TYPES.get(i["modality"], "string"), _column(i), required=False)
+        ColSpec(
+            Array("double") if _float_lists(i, data) else INPUT_TYPES.get(i["modality"], "string"),
+            column,
+            required=False,
+        )
         for i in spec["inputs"]
+        for column in _columns(i)
     ]
     outputs = []
     for head in spec["outputs"]:
@@ -285,21 +367,24 @@ def eval_input_example(examples_uri: str, spec, rows: int = EXAMPLE_ROWS) -> pd.
         features = tf.train.Example.FromString(record).features.feature
         row = {}
         for item in spec["inputs"]:
-            column = _column(item)
-            feature = features.get(column)
-            kind = feature.WhichOneof("kind") if feature is not None else None
-            values = list(getattr(feature, kind).value) if kind else []
-            value = values[0] if values else None
-            if isinstance(value, bytes) and item["modality"] != "image":
-                value = value.decode("utf-8", errors="replace")
-            row[column] = value
+            for column in _columns(item):
+                feature = features.get(column)
+                kind = feature.WhichOneof("kind") if feature is not None else None
+                values = list(getattr(feature, kind).value) if kind else []
+                value = values[0] if values else None
+                if _float_lists(item, spec.get("data", {})):
+                    value = [float(v) for v in values] or None
+                elif isinstance(value, bytes) and item["modality"] != "image":
+                    value = value.decode("utf-8", errors="replace")
+                row[column] = value
         table.append(row)
     if not table:
         return None
-    frame = pd.DataFrame(table, columns=[_column(i) for i in spec["inputs"]])
+    frame = pd.DataFrame(table, columns=[c for i in spec["inputs"] for c in _columns(i)])
     for item in spec["inputs"]:
         if INPUT_TYPES.get(item["modality"]) == "double":
-            frame[_column(item)] = frame[_column(item)].astype(np.float64)
+            for column in _columns(item):
+                frame[column] = frame[column].astype(np.float64)
     return frame
 
 
@@ -324,7 +409,7 @@ def log_pyfunc_model(saved_model_dir: str, spec, input_example: pd.DataFrame | N
     model answers it. None: no example (the signature still describes the columns)."""
     spec = _spec_dict(spec)
     model = MimoModel(
-        columns={i["name"]: _column(i) for i in spec["inputs"]},
+        columns={i["name"]: _columns(i) for i in spec["inputs"]},
         heads=[o["name"] for o in spec["outputs"]],
         tokens=missing_tokens(spec),
     )

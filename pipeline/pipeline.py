@@ -81,7 +81,7 @@ def _example_gen(spec: Spec, data_root=None):
 def csv_options(spec: Spec) -> CsvOptions:
     """How ExampleGen reads the spec's CSV: its missing-value tokens, and each column's type as
     the modality or head reading it wants it (`csv_type`)."""
-    types = {i.column: i.modality_type.csv_type for i in spec.inputs}
+    types = {c: i.modality_type.csv_type for i in spec.inputs for c in i.columns}
     types.update({o.column: o.head_type.csv_type for o in spec.outputs})
     return CsvOptions(
         na_values=spec.data.na_values,

@@ -74,6 +74,11 @@ class InputSpec:
         """The `Modality` that owns this input."""
         return MODALITIES[self.modality]
 
+    @property
+    def columns(self) -> tuple:
+        """The raw columns it reads (its `column`, or several for some modalities)."""
+        return self.modality_type.columns(self)
+
 
 @dataclass(frozen=True)
 class Gate:
@@ -424,7 +429,7 @@ class Spec:
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
     def input_columns(self) -> set:
-        return {i.column for i in self.inputs}
+        return {c for i in self.inputs for c in i.columns}
 
 
 def _schema_problem(path: str) -> str | None:
@@ -986,7 +991,7 @@ class _Parser:
                         f"{i.name!r} is read by no head (every head lists its inputs)",
                     )
         self._dependencies(outputs)
-        input_columns = {i.column: n for n, i in enumerate(inputs)}
+        input_columns = {c: n for n, i in enumerate(inputs) for c in i.columns}
         for n, o in enumerate(outputs):
             if o.column in input_columns:
                 self.error(

@@ -36,11 +36,18 @@ class Modality(Configurable):
         """Names of the transformed features this input produces."""
         return [item.name]
 
+    def columns(self, item) -> tuple[str, ...]:
+        """The raw columns this input reads: its `column` (a modality may read several)."""
+        return (item.column,)
+
     def transform(self, x, item) -> dict[str, tf.Tensor]:
+        """`x`: the raw column, or the list of them when the input reads several (`columns`)."""
         raise NotImplementedError
 
-    def input_checks(self, item, column_type: str, column_stats: dict, cells) -> list[str]:
-        """Problems of the input's column for the data gate (one line each).
+    def input_checks(
+        self, item, column: str, column_type: str, column_stats: dict, cells
+    ) -> list[str]:
+        """Problems of one of the input's columns for the data gate (one line each).
 
         `column_type` is the schema's (INT, FLOAT, BYTES); `column_stats` maps split name to
         TFDV's FeatureNameStatistics of the column; `cells()` iterates (where, text) over the
@@ -64,13 +71,14 @@ class Modality(Configurable):
         raise NotImplementedError
 
     # -- serving: the exported model's `serving_raw` signature (trainer/export.py) ---------------
-    def serving_spec(self, item, feature) -> tf.TensorSpec:
+    # `features` maps each raw column to its tf.io feature (FixedLen or VarLen).
+    def serving_spec(self, item, features: dict) -> tf.TensorSpec:
         """serving_raw's argument for this input, named by the input: [batch] raw values."""
-        return tf.TensorSpec([None], feature.dtype, name=item.name)
+        return tf.TensorSpec([None], features[item.column].dtype, name=item.name)
 
-    def serving_tensor(self, values, item, feature):
-        """serving_raw's argument -> the raw column as the transform layer reads it."""
-        return raw_tensor(values, feature)
+    def serving_tensor(self, values, item, features: dict) -> dict:
+        """serving_raw's argument -> {raw column: the tensor the transform layer reads}."""
+        return {item.column: raw_tensor(values, features[item.column])}
 
 
 # Options several modalities share, declared once (each modality picks its own defaults).

@@ -37,7 +37,9 @@ def transform_slice(x, bucket_width):
 def transform_all(inputs: dict, spec: Spec) -> dict:
     outputs = {}
     for item in spec.inputs:
-        outputs.update(MODALITIES[item.modality].transform(inputs[item.column], item))
+        raw = [inputs[c] for c in item.columns]
+        x = raw[0] if len(raw) == 1 else raw
+        outputs.update(MODALITIES[item.modality].transform(x, item))
     present = {}
     for head in spec.outputs:
         label, present[head.name] = HEAD_TYPES[head.type].transform_label(inputs[head.column], head)

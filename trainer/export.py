@@ -90,10 +90,11 @@ def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bo
     def transform_features(examples):
         return exporter.tft_layer(tf.io.parse_example(examples, exporter.raw_spec))
 
+    features = exporter.input_raw_spec
     inputs = sorted(
-        (i for i in spec.inputs if i.column in exporter.input_raw_spec), key=lambda i: i.name
+        (i for i in spec.inputs if all(c in features for c in i.columns)), key=lambda i: i.name
     )
-    specs = [i.modality_type.serving_spec(i, exporter.input_raw_spec[i.column]) for i in inputs]
+    specs = [i.modality_type.serving_spec(i, features) for i in inputs]
 
     # A number never missing in training has no learned "missing": its NaN would reach the
     # network, and whether that shows in the outputs depends on the machine's kernels (relu(NaN)
@@ -104,17 +105,17 @@ def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bo
     always_present = [
         n
         for n, i in enumerate(inputs)
-        if isinstance(exporter.input_raw_spec[i.column], tf.io.FixedLenFeature)
-        and exporter.input_raw_spec[i.column].dtype.is_floating
-        and math.prod(exporter.input_raw_spec[i.column].shape) <= 1
+        if i.columns == (i.column,)
+        and isinstance(features[i.column], tf.io.FixedLenFeature)
+        and features[i.column].dtype.is_floating
+        and math.prod(features[i.column].shape) <= 1
     ]
 
     @tf.function(input_signature=specs)
     def serving_raw_fn(*values):
-        raw = {
-            i.column: i.modality_type.serving_tensor(v, i, exporter.input_raw_spec[i.column])
-            for i, v in zip(inputs, values, strict=True)
-        }
+        raw = {}
+        for i, v in zip(inputs, values, strict=True):
+            raw.update(i.modality_type.serving_tensor(v, i, features))
         outputs = exporter.predict(raw)
         if always_present:
             gaps = [tf.math.is_nan(values[n]) for n in always_present]

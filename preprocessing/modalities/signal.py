@@ -3,8 +3,10 @@ readings, a window of a series to forecast from).
 
 Sources: a float list (a TFRecord feature of length x channels values, step-major: every
 channel of step 0, then of step 1, ...), or a CSV cell of steps separated by `delimiter`, each
-step's channels separated by `channel_delimiter` ("0.1,0.5;0.2,0.6;..."). A missing or empty
-cell is a missing signal; a step that does not parse is a missing step.
+step's channels separated by `channel_delimiter` ("0.1,0.5;0.2,0.6;..."), or several columns
+(`columns`), one per channel, each a one-channel signal of either kind. A missing or empty cell
+is a missing signal; a step that does not parse is a missing step (with `columns`, a step is
+real only where every channel has it).
 
 Transform: per channel scaled on the training split's real steps (`scaling`; `per_position`
 scales each step position of each channel on its own, as for spectra); shorter sequences padded
@@ -21,8 +23,17 @@ import re
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from preprocessing.base import BYTES, FLOAT, INT, Modality
-from preprocessing.options import BOOLEAN, Choice, Integer, Option, String
+from preprocessing.base import BYTES, FLOAT, INT, Modality, raw_tensor
+from preprocessing.options import (
+    BOOLEAN,
+    Choice,
+    Integer,
+    NameList,
+    Nullable,
+    Option,
+    OptionError,
+    String,
+)
 from preprocessing.registry import MODALITIES
 
 NUMBER = r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?"
@@ -84,6 +95,12 @@ class Signal(Modality):
     options = {
         "length": Option(100, "steps kept: shorter sequences are padded and masked", Integer(1)),
         "channels": Option(1, "values per step (step-major in a float list)", Integer(1)),
+        "columns": Option(
+            None,
+            "several columns, one channel each (a cell of steps, or a float list); instead of "
+            "`column`; channels: their count",
+            Nullable(NameList(1, "column")),
+        ),
         "delimiter": Option(";", "what separates the steps in a CSV cell", String()),
         "channel_delimiter": Option(
             ",", "what separates a step's channels in a CSV cell", String()
@@ -106,13 +123,32 @@ class Signal(Modality):
         "kernel_size": Option(5, "the convolutions' width in steps (conv1d)", Integer(1)),
     }
 
-    def input_checks(self, item, column_type, column_stats, cells):
+    def resolve(self, given):
+        """With `columns`, `channels` is their count (it may be left out)."""
+        options, errors = super().resolve(given)
+        if not errors and options["columns"]:
+            count = len(options["columns"])
+            if "channels" in given and options["channels"] != count:
+                errors.append(
+                    OptionError(
+                        "channels",
+                        f"is {options['channels']}, but `columns` lists {count} (one per channel)",
+                    )
+                )
+            options["columns"] = [str(c) for c in options["columns"]]
+            options["channels"] = count
+        return options, errors
+
+    def columns(self, item):
+        return tuple(item.options["columns"] or (item.column,))
+
+    def input_checks(self, item, column, column_type, column_stats, cells):
         """A float list whose length is not a multiple of `channels`, or CSV cells whose steps do
         not read as `channels` numbers, would reach the model as masked (missing) steps: the
         whole input silently absent. Float lists: every split's shortest and longest list;
         CSV: the first SAMPLE cells."""
-        channels = item.options["channels"]
-        role = f"column {item.column!r} (input '{item.name}', a signal of channels: {channels})"
+        channels = 1 if item.options["columns"] else item.options["channels"]
+        role = f"column {column!r} (input '{item.name}', a signal of channels: {channels})"
         if column_type != BYTES:
             problems = []
             for split, feature in sorted(column_stats.items()):
@@ -168,13 +204,23 @@ class Signal(Modality):
     def transform(self, x, item):
         options, name = item.options, item.name
         length, channels = options["length"], options["channels"]
-        values, present = steps_of(x, channels, options["delimiter"], options["channel_delimiter"])
-        dense = values.to_tensor(default_value=0.0, shape=[None, length, channels])
-        mask = tf.cast(present.to_tensor(default_value=False, shape=[None, length]), tf.float32)
-        dense = tf.reshape(dense, [-1, length, channels])
-        mask = tf.reshape(mask, [-1, length])
+        delimiters = options["delimiter"], options["channel_delimiter"]
+        if options["columns"]:  # one channel per column; a step is real where all have it
+            parts = [self._steps(column, 1, length, *delimiters) for column in x]
+            dense = tf.concat([d for d, _ in parts], axis=2)
+            mask = tf.reduce_min(tf.stack([m for _, m in parts], axis=2), axis=2)
+        else:
+            dense, mask = self._steps(x, channels, length, *delimiters)
         scaled = self._scale(dense, mask, options)
         return {name: scaled * mask[:, :, None], f"{name}_mask": mask}
+
+    @staticmethod
+    def _steps(x, channels, length, delimiter, channel_delimiter):
+        """A raw column -> ([batch, length, channels] values, [batch, length] 1.0 at real steps)."""
+        values, present = steps_of(x, channels, delimiter, channel_delimiter)
+        dense = values.to_tensor(default_value=0.0, shape=[None, length, channels])
+        mask = tf.cast(present.to_tensor(default_value=False, shape=[None, length]), tf.float32)
+        return tf.reshape(dense, [-1, length, channels]), tf.reshape(mask, [-1, length])
 
     @staticmethod
     def _scale(dense, mask, options):
@@ -208,17 +254,34 @@ class Signal(Modality):
         std = tf.where(var > 1e-12, tf.sqrt(var), tf.ones_like(var))
         return (dense - mean) / std
 
-    # -- serving_raw: a CSV-cell signal takes its cell; a float-list signal [batch, steps,
-    # channels] floats, shorter sequences padded with NaN (a NaN step is a missing step).
-    def serving_spec(self, item, feature):
-        if feature.dtype == tf.string:
-            return super().serving_spec(item, feature)
-        return tf.TensorSpec([None, None, item.options["channels"]], tf.float32, name=item.name)
+    # -- serving_raw: a CSV-cell signal takes its cell ([batch] strings; with `columns`,
+    # [batch, channels]: a cell per channel); a float-list signal [batch, steps, channels]
+    # floats, shorter sequences padded with NaN (a NaN step is a missing step).
+    def serving_spec(self, item, features):
+        columns, channels = self.columns(item), item.options["channels"]
+        if features[columns[0]].dtype == tf.string:
+            if len(columns) == 1:
+                return super().serving_spec(item, features)
+            return tf.TensorSpec([None, channels], tf.string, name=item.name)
+        return tf.TensorSpec([None, None, channels], tf.float32, name=item.name)
 
-    def serving_tensor(self, values, item, feature):
+    def serving_tensor(self, values, item, features):
+        columns = self.columns(item)
+        if len(columns) == 1:
+            return {
+                columns[0]: self._column(values, item.options["channels"], features[columns[0]])
+            }
+        if features[columns[0]].dtype == tf.string:
+            return {c: raw_tensor(values[:, n], features[c]) for n, c in enumerate(columns)}
+        return {
+            c: self._column(values[:, :, n : n + 1], 1, features[c]) for n, c in enumerate(columns)
+        }
+
+    @staticmethod
+    def _column(values, channels, feature):
+        """serving_raw's values of one column -> what the transform layer reads."""
         if feature.dtype == tf.string:
-            return super().serving_tensor(values, item, feature)
-        channels = item.options["channels"]
+            return raw_tensor(values, feature)
         rows = tf.shape(values)[0]
         real = tf.reduce_any(tf.logical_not(tf.math.is_nan(values)), axis=2)  # [batch, steps]
         positions = tf.range(tf.shape(values)[1])[None, :]

@@ -16,13 +16,17 @@ from pipeline.spec import Spec
 MOTIONS_CSV = os.path.join(REPO, "data", "motions", "motions.csv")
 
 
-def motions_spec(name="accelerometer", column=None, **signal_options):
+def motions_spec(
+    name="accelerometer", column=None, path=MOTIONS_CSV, data_format="csv", **signal_options
+):
     """One 3-channel signal input `name` (reading `column`, default the name), one head."""
-    signal = {"name": name, "column": column or name, "modality": "signal", "channels": 3}
+    signal = {"name": name, "column": column or name, "modality": "signal"}
+    if "columns" not in signal_options:
+        signal["channels"] = 3
     return Spec.from_dict(
         {
             "name": "motions_test",
-            "data": {"path": MOTIONS_CSV, "format": "csv"},
+            "data": {"path": str(path), "format": data_format},
             "inputs": [{**signal, **signal_options}],
             "outputs": [{"name": "intense", "type": "binary"}],
         }
@@ -155,7 +159,7 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     else:
         instances[3]["gyroscope"][3:6] = np.nan  # step 1 missing
         feature_spec = {**FLOAT_LISTS, "gyroscope": tf.io.FixedLenFeature([300], tf.float32)}
-    spec = motions_spec("gyro", "gyroscope")
+    spec = motions_spec("gyro", "gyroscope", data_format="tfrecord")
     p = prepare(spec, instances, feature_spec, tmp_path)
     model = compile_model(build_model(spec, p.info), spec, p.info)
     export(model, p.tft_output, spec, p.info, str(tmp_path / "export"))
@@ -170,6 +174,19 @@ def test_serving_raw_takes_steps_of_channels_and_answers_as_serving_default(tmp_
     np.testing.assert_allclose(served, expected, atol=1e-6)
     assert not np.isnan(served).any()
     assert len(np.unique(np.round(expected, 6))) > 1  # the rows differ, and so do the answers
+
+    # The MLflow model takes the TFRecord's float lists as they are (an Array(double) column).
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    lists = [[float(v) for v in i["gyroscope"]] for i in instances[:4]]
+    model = mlflow_model(tmp_path / "export", spec, pd.DataFrame({"gyroscope": lists[:2]}))
+    answers = model.predict(pd.DataFrame({"gyroscope": lists, "id": range(4)}))
+    np.testing.assert_allclose(answers["intense"], expected[:, 0], atol=1e-6)
+    missing = model.predict(pd.DataFrame({"gyroscope": [None, lists[0]]}))["intense"]
+    assert np.isfinite(missing).all()  # no signal: the tower's missing path
+    with pytest.raises(MlflowException, match=r"column 'gyroscope' holds 299 values in row 1"):
+        model.predict(pd.DataFrame({"gyroscope": [lists[0], lists[0][:299]]}))
 
 
 def gate(spec, stats_list):
@@ -219,3 +236,96 @@ def test_data_gate_stops_float_lists_that_are_not_whole_steps(tmp_path):
     (error,) = gate(motions_spec("gyro", "gyroscope", channels=7), stats_list)
     assert "column 'gyroscope' (input 'gyro', a signal of channels: 7) holds lists of 300" in error
     assert "300 is not a multiple of 7" in error
+
+
+AXES = ("acc_x", "acc_y", "acc_z")
+
+
+def axis_rows():
+    """The motions rows with the accelerometer also as one column per axis (a cell of steps)."""
+    rows, kinds = read_csv_columns(MOTIONS_CSV)
+    for row, steps in zip(rows, cells("accelerometer"), strict=True):
+        for n, axis in enumerate(AXES):
+            row[axis] = ";".join(repr(step[n]) for step in steps)
+    return rows, {**kinds, **dict.fromkeys(AXES, "bytes")}
+
+
+def test_columns_as_channels_read_as_one_cell_of_every_channel(tmp_path):
+    """`columns: [acc_x, acc_y, acc_z]` (a cell per axis) is the same signal as the cell of all
+    three; a step one axis lacks is a missing step; serving_raw takes a cell per channel and
+    answers as serving_default does."""
+    from conftest import prepare
+    from tft_harness import serialize
+
+    from trainer.export import export
+    from trainer.model import build_model, compile_model
+
+    rows, kinds = axis_rows()
+    instances, feature_spec = tft_examples(rows, kinds)
+    whole, _ = run_transform(motions_spec(), instances, feature_spec, str(tmp_path / "whole"))
+    spec = motions_spec("acc", columns=list(AXES))
+    assert spec.inputs[0].options["channels"] == 3 and spec.inputs[0].columns == AXES
+    split, _ = run_transform(spec, instances, feature_spec, str(tmp_path / "split"))
+    np.testing.assert_allclose(split["acc"], whole["accelerometer"], atol=1e-5)
+    np.testing.assert_array_equal(split["acc_mask"], whole["accelerometer_mask"])
+
+    steps = rows[4]["acc_y"].split(";")
+    steps[7] = "?"
+    rows[4]["acc_y"] = ";".join(steps)
+    instances, feature_spec = tft_examples(rows, kinds)
+    p = prepare(spec, instances, feature_spec, tmp_path / "prepared")
+    assert p.tft_output.transform_raw_features(
+        {c: tf.constant([[rows[4][c].encode()]]) for c in AXES}
+    )["acc_mask"].numpy()[0, 6:9].tolist() == [1.0, 0.0, 1.0]
+    model = compile_model(build_model(spec, p.info), spec, p.info)
+    export(model, p.tft_output, spec, p.info, str(tmp_path / "export"))
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    axes = tf.constant([[rows[n][c] for c in AXES] for n in range(6)])
+    served = loaded.signatures["serving_raw"](acc=axes)["intense"].numpy()
+    examples = tf.constant([serialize(i, feature_spec) for i in instances[:6]])
+    expected = loaded.signatures["serving_default"](examples=examples)["intense"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-6)
+    assert len(np.unique(np.round(expected, 6))) > 1
+    # The MLflow model takes the three columns.
+    import pandas as pd
+
+    frame = pd.DataFrame([{c: rows[n][c] for c in AXES} for n in range(6)])
+    model = mlflow_model(tmp_path / "export", spec, frame[:2])
+    np.testing.assert_allclose(model.predict(frame)["intense"], expected[:, 0], atol=1e-6)
+
+
+def mlflow_model(export_dir, spec, example):
+    """The SavedModel logged as the pusher logs it (a local tracking store), loaded back."""
+    import mlflow
+
+    from components.mlflow_model import log_pyfunc_model
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"file://{export_dir}/../mlruns")
+    try:
+        with mlflow.start_run():
+            info = log_pyfunc_model(str(export_dir), spec, input_example=example)
+        return mlflow.pyfunc.load_model(info.model_uri)
+    finally:
+        mlflow.set_tracking_uri(before)
+
+
+def test_columns_set_channels_and_each_column_is_checked_by_the_data_gate(tmp_path):
+    import pandas as pd
+    import tensorflow_data_validation as tfdv
+
+    from pipeline.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"channels: is 2, but `columns` lists 3"):
+        motions_spec("acc", columns=list(AXES), channels=2)
+    rows, _ = axis_rows()
+    frame = pd.DataFrame(rows).astype({"intense": int})
+    path = tmp_path / "axes.csv"
+    frame.to_csv(path, index=False)
+    spec = motions_spec("acc", path=path, columns=list(AXES))
+    assert gate(spec, tfdv.generate_statistics_from_dataframe(frame)) == []
+    # acc_y holding every axis (a cell of 3-value steps) is not one channel.
+    frame["acc_y"] = frame["accelerometer"]
+    frame.to_csv(path, index=False)
+    (error,) = gate(spec, tfdv.generate_statistics_from_dataframe(frame))
+    assert "column 'acc_y' (input 'acc', a signal of channels: 1): only 0 of the" in error
