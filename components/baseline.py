@@ -29,6 +29,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from components.contract import MODEL_CONTRACT, SERVING_DIR, saved_model_contract
 from components.registry import copy_tree, open_registry
 from pipeline import constants
+from pipeline.monitoring.drift import MONITORING_DIR
 from pipeline.mounts import to_remote
 
 BASELINE_FILE = "mimo_baseline.json"  # in the baseline Model artifact: what it is
@@ -54,15 +55,10 @@ def published(registry: str, model_name: str, mlflow_tracking_uri: str, download
         # A pyfunc model (components/mlflow_model.py): the SavedModel is one of its artifacts,
         # with the registry version's model_card.json beside it.
         path = saved_model_path(downloaded)
-        card_path = os.path.join(path, "model_card.json")
-        card = {}
-        if os.path.isfile(card_path):
-            with open(card_path) as f:
-                card = json.load(f)
         return path, {
             "source": f"mlflow {mlflow_tracking_uri} {model_name}@{MLFLOW_ALIAS}",
             "mlflow_version": str(version.version),
-            "version": card.get("version"),
+            "version": _card(path).get("version"),
         }
     reg = open_registry(registry)
     version = reg.latest(model_name)
@@ -89,8 +85,14 @@ def resolve_baseline(
 def _resolve(registry, model_name, mlflow_tracking_uri, output_uri, download_dir) -> dict:
     path, found = published(registry, model_name, mlflow_tracking_uri, download_dir)
     if path is None:
-        record = {"found": False, "reason": found}
-    elif (contract := saved_model_contract(path)) != MODEL_CONTRACT:
+        return {"found": False, "reason": found}
+    # The data it was trained on (statistics, schema), for the data gate's drift check, whatever
+    # its model contract.
+    monitoring = os.path.join(path, MONITORING_DIR)
+    if tf.io.gfile.isdir(monitoring):
+        copy_tree(monitoring, os.path.join(output_uri, MONITORING_DIR))
+        found = dict(found, monitoring=True, span=_card(path).get("data", {}).get("span"))
+    if (contract := saved_model_contract(path)) != MODEL_CONTRACT:
         record = dict(
             found,
             found=False,
@@ -103,6 +105,14 @@ def _resolve(registry, model_name, mlflow_tracking_uri, output_uri, download_dir
             found, found=True, saved_model=to_remote(os.path.join(output_uri, SERVING_DIR))
         )
     return record
+
+
+def _card(version_dir: str) -> dict:
+    path = os.path.join(version_dir, "model_card.json")
+    if not tf.io.gfile.exists(path):
+        return {}
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
 
 
 def baseline_record(model_uri: str) -> dict | None:

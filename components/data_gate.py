@@ -21,6 +21,7 @@ from tfx.utils import io_utils
 
 from components.csv_example_gen import CsvOptions, iter_rows, read_header
 from components.errors import DataValidationError
+from pipeline import constants
 from pipeline.spec import Spec
 from preprocessing.base import BYTES, FLOAT, INT
 
@@ -287,16 +288,80 @@ def _load_schema(artifact) -> schema_pb2.Schema:
     return io_utils.parse_pbtxt_file(path, schema_pb2.Schema())
 
 
+def check_drift(
+    spec: Spec,
+    schema: schema_pb2.Schema,
+    stats: "dict[str, statistics_pb2.DatasetFeatureStatistics]",
+    published_dir: str,
+    record: dict,
+    span: int | None,
+) -> "tuple[list[str], list[str], str]":
+    """(errors, warnings, table): every compared input's training data against the data the
+    published model was trained on (what PublishedBaseline copied into `published_dir`);
+    over-threshold inputs are errors with `on_drift: stop`, else warnings."""
+    from pipeline.monitoring import drift
+
+    published = drift.read_published(published_dir)
+    what = f"the published version {record.get('version')}"
+    if published is None or "train" not in stats:
+        note = f"drift not checked: {what} carries no statistics of its training data"
+        return [], ([note] if published is None else []), ""
+    control, _ = published
+    current = statistics_pb2.DatasetFeatureStatisticsList(datasets=[stats["train"]])
+    thresholds = drift.input_thresholds(spec)
+    warnings = [
+        f"input column {c!r}: drift not checked (one of the two training sets lacks it)"
+        for c in drift.missing(current, control, thresholds)
+    ]
+    gone = set(drift.missing(current, control, thresholds))
+    thresholds = {c: t for c, t in thresholds.items() if c not in gone}
+    findings = drift.compare(current, control, schema, thresholds) if thresholds else []
+    against = f"span {span}" if span is not None else "this data"
+    trained = record.get("span")
+    title = (
+        f"Drift of the training data ({against}) against the data of {what}"
+        + (f" (span {trained})" if trained is not None else "")
+        + f", on_drift: {spec.monitoring['on_drift']}:"
+    )
+    over = [f.line("drift") for f in findings if f.over]
+    if spec.monitoring["on_drift"] == "stop":
+        return over, warnings, drift.table(findings, title)
+    return [], warnings + over, drift.table(findings, title)
+
+
 @component
 def DataGate(  # noqa: N802 - a TFX component is named like a class
     statistics: InputArtifact[standard_artifacts.ExampleStatistics],
     schema: InputArtifact[standard_artifacts.Schema],
     anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
     spec: Parameter[str],
+    examples: InputArtifact[standard_artifacts.Examples] = None,
+    baseline: InputArtifact[standard_artifacts.Model] = None,
 ) -> None:
-    """Fails the run with a readable summary when the data is not fit to transform."""
+    """Fails the run with a readable summary when the data is not fit to transform, or (with
+    `monitoring.on_drift: stop`) when an input drifted from the published model's data."""
+    import dataclasses
+
+    from components.baseline import baseline_record
+
     parsed = Spec.from_dict(json.loads(spec))
-    errors, warnings = check_data(parsed, *read_data_artifacts(statistics, schema, anomalies))
+    span = version = None
+    if examples is not None and parsed.data.spans:  # the files of the span ExampleGen read
+        span = examples.get_int_custom_property(constants.SPAN)
+        version = examples.get_int_custom_property(constants.VERSION) or None
+        parsed = dataclasses.replace(parsed, data=parsed.data.for_span(span, version))
+        print(f"[DataGate] span {span}" + (f", version {version}" if version else ""))
+    data = read_data_artifacts(statistics, schema, anomalies)
+    errors, warnings = check_data(parsed, *data)
+    record = baseline_record(baseline.uri) if baseline is not None else None
+    if record and record.get("monitoring"):
+        drifted, notes, text = check_drift(parsed, data[0], data[1], baseline.uri, record, span)
+        if text:
+            print(f"[DataGate] {text}")
+        errors += drifted
+        warnings += notes
+    elif record is not None:
+        print(f"[DataGate] drift not checked: {record.get('reason') or 'no statistics published'}")
     for w in warnings:
         print(f"[DataGate] warning: {w}")
     if errors:

@@ -29,6 +29,7 @@ from components.registry import copy_tree, open_registry
 from components.report import RunReportArtifact, rival_uris
 from pipeline import constants
 from pipeline.evaluation.summary import EvaluationSummary
+from pipeline.monitoring.drift import published_files
 from pipeline.mounts import to_remote
 from pipeline.version import code_fingerprint
 
@@ -65,6 +66,8 @@ def push_to_mlflow(
                 "registry_version": card["version"],
                 "spec_fingerprint": card["spec_fingerprint"],
                 "code_fingerprint": card["code_fingerprint"],
+                # the span (TFX's {SPAN} or a date) it was trained on; 0 without spans
+                "span": card.get("data", {}).get("span"),
             }
         )
         log_pyfunc_model(saved_model_dir, card["spec"], input_example=example)
@@ -104,6 +107,8 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     mlflow_tracking_uri: Parameter[str] = "",
     rival_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
     rival_blessing: InputArtifact[standard_artifacts.ModelBlessing] = None,
+    statistics: InputArtifact[standard_artifacts.ExampleStatistics] = None,
+    schema: InputArtifact[standard_artifacts.Schema] = None,
 ) -> None:
     from pipeline.spec import Spec
 
@@ -166,6 +171,10 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
     extras = {constants.REPORT_FILE: page} if tf.io.gfile.exists(page) else {}
     # TF Serving's batching file beside the SavedModel (components/batching.py).
     extras[BATCHING_FILE] = write_batching_file(pushed_model.uri)
+    # The training data's statistics and schema: drift and skew are measured against them
+    # (pipeline/monitoring/drift.py).
+    if statistics is not None and schema is not None:
+        extras.update(published_files(statistics.uri, schema.uri))
     version = reg.publish(parsed.name, serving, card, extras=extras)
     destination = reg.path(parsed.name, version)
     _record(pushed_model, version, destination)

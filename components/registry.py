@@ -432,9 +432,11 @@ def copy_tree(src: str, dst: str, last: tuple[str, ...] = ()) -> None:
 
 
 def tf_gfile_copy(src: str, dst: str) -> None:
-    """One file, through tf.io.gfile (a report from a Kubeflow artifact store, say)."""
+    """One file, through tf.io.gfile (a report from a Kubeflow artifact store, say), into its
+    folder (made when missing)."""
     import tensorflow as tf
 
+    tf.io.gfile.makedirs(os.path.dirname(dst))
     tf.io.gfile.copy(src, dst, overwrite=True)
 
 

@@ -7,6 +7,7 @@ mimo compile airflow --spec SPEC --output dags/x_dag.py       # an Airflow DAG f
 mimo schedule kubeflow --host URL --cron '0 0 3 * * *' ...    # a recurring run on KFP
 mimo validate --spec SPEC                                     # check a spec, run nothing
 mimo models list|show|rollback|gc [NAME] [VERSION]            # the registry
+mimo monitor --model NAME --requests PATH [--version V]       # skew and prediction drift
 mimo schema                                                   # the spec's JSON Schema
 mimo options [NAME]                                           # every option, its default and doc
 """
@@ -184,6 +185,15 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_monitor(args) -> int:
+    # Its answer is the table or one error line: TensorFlow's start-up lines (CUDA plugins
+    # registered twice) stay off the terminal.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    from pipeline.monitoring.monitor import run
+
+    return run(args)
+
+
 def cmd_schema(args) -> int:
     import json
 
@@ -211,7 +221,7 @@ def cmd_options(args) -> int:
 
 
 # Commands that need no runner: their parser skips importing the orchestrators.
-OWN_COMMANDS = ("models", "validate", "schema", "options", "report")
+OWN_COMMANDS = ("models", "validate", "schema", "options", "report", "monitor")
 
 
 def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
@@ -254,6 +264,20 @@ def build_parser(with_runners: bool = True) -> argparse.ArgumentParser:
     report.add_argument("--version", type=int, help="its version (default: the newest)")
     report.add_argument("--registry", default=os.path.join("runs", "registry"))
     report.set_defaults(func=cmd_report)
+    mon = sub.add_parser(
+        "monitor", help="served requests against a published version: skew, prediction drift"
+    )
+    mon.add_argument("--model", required=True, help="the published model's name")
+    mon.add_argument(
+        "--requests",
+        required=True,
+        help="TF Serving's PredictionLog TFRecord, "
+        "a TFRecord of tf.Examples, a CSV or JSON lines of raw rows",
+    )
+    mon.add_argument("--version", type=int, help="the version that answered (default: newest)")
+    mon.add_argument("--registry", default=os.path.join("runs", "registry"))
+    mon.add_argument("--json", help="where to write the JSON (default: beside the requests)")
+    mon.set_defaults(func=cmd_monitor)
     val = sub.add_parser("validate", help="load and validate a spec")
     val.add_argument("--spec", required=True)
     val.set_defaults(func=cmd_validate)

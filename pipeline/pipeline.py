@@ -126,11 +126,11 @@ def create_pipeline(
     # Where the spec file was read from is not part of what the components compute.
     # Nor is when it is scheduled.
     spec_dict = {k: v for k, v in spec.to_dict().items() if k not in ("source", "schedule")}
-    # Each component gets the part of the spec it uses, so that changing a gate re-runs the
-    # Evaluator but reuses the cached Transform and Trainer (and changing training settings
-    # reuses the cached Transform).
+    # Each component gets the part of the spec it uses, so that changing a gate (or a drift
+    # threshold) re-runs the Evaluator (the data gate) but reuses the cached Transform and
+    # Trainer (and changing training settings reuses the cached Transform).
     training_dict = {
-        **{k: v for k, v in spec_dict.items() if k != "evaluation"},
+        **{k: v for k, v in spec_dict.items() if k not in ("evaluation", "monitoring")},
         "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]],
     }
     transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
@@ -147,10 +147,26 @@ def create_pipeline(
     example_validator = ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
+    # The model published now (not an MLMD query: no Resolver, which open-source Kubeflow
+    # cannot run), and the statistics of the data it was trained on; with no registry, the model
+    # is gated by values only and no drift is measured. Never from the cache: what is published
+    # changes between runs with the same parameters (`run`; the Kubeflow compiler turns KFP's
+    # cache off for it).
+    baseline = None
+    if registry or mlflow_tracking_uri:
+        baseline = PublishedBaseline(
+            model_name=spec.name,
+            registry=registry or "",
+            mlflow_tracking_uri=mlflow_tracking_uri,
+            run=run_id,
+        )
     data_gate = DataGate(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_gen.outputs["schema"],
         anomalies=example_validator.outputs["anomalies"],
+        examples=example_gen.outputs["examples"],  # the span it read
+        # drift against the published model's training data (monitoring:)
+        baseline=baseline.outputs["baseline"] if baseline else None,
         spec=json.dumps(spec_dict),
     )
     transform = Transform(
@@ -194,18 +210,7 @@ def create_pipeline(
         transform,
         trainer,
     ]
-    # The model published now (not an MLMD query: no Resolver, which open-source Kubeflow
-    # cannot run); with no registry, the model is gated by values only. Never from the cache:
-    # what is published changes between runs with the same parameters (`run`; the Kubeflow
-    # compiler turns KFP's cache off for it).
-    baseline = None
-    if registry or mlflow_tracking_uri:
-        baseline = PublishedBaseline(
-            model_name=spec.name,
-            registry=registry or "",
-            mlflow_tracking_uri=mlflow_tracking_uri,
-            run=run_id,
-        )
+    if baseline:
         components.append(baseline)
     evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
@@ -270,6 +275,8 @@ def create_pipeline(
                 rival_evaluation=rival.outputs["evaluation"] if rival else None,
                 rival_blessing=rival_blessing,
                 examples=example_gen.outputs["examples"],
+                statistics=statistics_gen.outputs["statistics"],  # published for monitoring
+                schema=schema_gen.outputs["schema"],
                 report=report.outputs["report"],
                 registry=registry,
                 spec=json.dumps(spec_dict),

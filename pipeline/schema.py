@@ -15,6 +15,7 @@ from pipeline.spec import (
     FORMATS,
     HEAD_OPTIONS,
     MODEL_OPTIONS,
+    MONITORING_OPTIONS,
     NAME_RE,
     PIPELINE_NAME_RE,
     SCHEDULE_OPTIONS,
@@ -28,6 +29,7 @@ SECTIONS = {
     "model": MODEL_OPTIONS,
     "evaluation": EVALUATION_OPTIONS,
     "schedule": SCHEDULE_OPTIONS,
+    "monitoring": MONITORING_OPTIONS,
 }
 _NAME = {"type": "string", "pattern": NAME_RE.pattern}
 _COLUMN = {"type": "string", "minLength": 1, "description": "the column (default: the name)"}

@@ -158,6 +158,17 @@ def with_validation(buckets: dict) -> dict:
     return {"train": 8 * t, "validation": t, "eval": 9 * e}
 
 
+# TFX's span and version placeholders in file patterns: ExampleGen reads the newest span (and
+# its newest version) only, and records which one its Examples hold.
+SPAN_TOKEN_RE = re.compile(r"\{(SPAN|VERSION)(?::[0-9]+)?\}|\{(YYYY|MM|DD)\}")
+DATE_TOKENS = {"YYYY", "MM", "DD"}
+
+
+def span_glob(pattern: str) -> str:
+    """The pattern with its span and version placeholders as globs (every span's files)."""
+    return SPAN_TOKEN_RE.sub("*", pattern)
+
+
 @dataclass(frozen=True)
 class DataSpec:
     path: str  # absolute file, glob or directory
@@ -170,6 +181,27 @@ class DataSpec:
     na_values: tuple = DEFAULT_NA_VALUES  # CSV cells meaning "no value" (besides empty ones)
     column_na_values: dict = field(default_factory=dict)  # column -> its own tokens
     encoding: str = "utf-8"  # of the CSV files
+
+    @property
+    def spans(self) -> bool:
+        """Its patterns hold span (or date) placeholders: each run reads the newest span."""
+        return any(SPAN_TOKEN_RE.search(p) for p in self.patterns.values())
+
+    def for_span(self, span: int | None, version: int | None = None) -> DataSpec:
+        """The files of one span (and version), as ExampleGen read them: `{SPAN}` and the date
+        placeholders filled in (the patterns as they are when there are none)."""
+        if not self.spans or span is None:
+            return self
+        from tfx.components.example_gen import utils
+        from tfx.proto import example_gen_pb2
+
+        patterns = {}
+        for name, pattern in self.patterns.items():
+            kinds = utils.verify_split_pattern_specs(
+                example_gen_pb2.Input.Split(name=name, pattern=pattern)
+            )
+            patterns[name] = utils.get_pattern_for_span_version(pattern, *kinds, span, version)
+        return dataclasses.replace(self, patterns=patterns)
 
 
 @dataclass(frozen=True)
@@ -336,6 +368,82 @@ EVALUATION_OPTIONS = {
 }
 EVALUATION_DEFAULTS = {k: o.default for k, o in EVALUATION_OPTIONS.items()}
 
+# Distances between two distributions of a column, as TFDV's comparators measure them
+# (pipeline/monitoring/drift.py): Jensen-Shannon divergence (numbers and categories) and the
+# L-infinity norm of the value frequencies (categories).
+DISTANCES = ("jensen_shannon", "infinity_norm")
+
+
+@dataclass(frozen=True)
+class Thresholds(Check):
+    """{distance: threshold}: a distance above its threshold is drift (or skew)."""
+
+    def error(self, value):
+        if not isinstance(value, dict) or not value:
+            return f"must map {' and/or '.join(DISTANCES)} to a threshold, got {value!r}"
+        for k, v in value.items():
+            if k not in DISTANCES:
+                return f"{k!r} is no distance (known: {', '.join(DISTANCES)})"
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+                return f"{k}: must be a threshold in (0, 1], got {v!r}"
+        return None
+
+    def json_schema(self):
+        number = {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
+        return {
+            "type": "object",
+            "properties": {d: number for d in DISTANCES},
+            "additionalProperties": False,
+        }
+
+    def describe(self):
+        return "{jensen_shannon: t, infinity_norm: t}, t in (0, 1]"
+
+
+@dataclass(frozen=True)
+class ThresholdsByName(Check):
+    """{name: thresholds} (the names are checked against the spec's inputs or heads)."""
+
+    what: str
+
+    def error(self, value):
+        if not isinstance(value, dict):
+            return f"must map {self.what} names to thresholds, got {value!r}"
+        for name, thresholds in value.items():
+            if (problem := Thresholds().error(thresholds)) is not None:
+                return f"{name}: {problem}"
+        return None
+
+    def json_schema(self):
+        return {"type": "object", "additionalProperties": Thresholds().json_schema()}
+
+    def describe(self):
+        return f"{{{self.what} name: thresholds}}"
+
+
+MONITORING_OPTIONS = {
+    "drift": Option(
+        {"jensen_shannon": 0.1},
+        "every compared input's thresholds: its training data against the published model's "
+        "(drift, in the data gate) and served requests against training (skew, mimo monitor)",
+        Thresholds(),
+    ),
+    "inputs": Option({}, "an input's own thresholds instead of drift's", ThresholdsByName("input")),
+    "heads": Option(
+        {"jensen_shannon": 0.1},
+        "every head's prediction-drift thresholds (mimo monitor: served predictions against the "
+        "eval split's)",
+        Thresholds(),
+    ),
+    "on_drift": Option(
+        "warn",
+        "stop: an input over its threshold stops the run before Transform (nothing is trained "
+        "or pushed); warn: reported, the run goes on",
+        Choice(("warn", "stop")),
+    ),
+}
+MONITORING_DEFAULTS = {k: o.default for k, o in MONITORING_OPTIONS.items()}
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -348,6 +456,7 @@ class Spec:
     model: dict = field(default_factory=lambda: dict(MODEL_DEFAULTS))
     schedule: dict = field(default_factory=lambda: dict(SCHEDULE_DEFAULTS))
     evaluation: dict = field(default_factory=lambda: dict(EVALUATION_DEFAULTS))
+    monitoring: dict = field(default_factory=lambda: copy.deepcopy(MONITORING_DEFAULTS))
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -414,6 +523,7 @@ class Spec:
             "model": dict(self.model),
             "schedule": dict(self.schedule),
             "evaluation": {k: list(v) for k, v in self.evaluation.items()},
+            "monitoring": copy.deepcopy(self.monitoring),
             "source": self.source,
         }
 
@@ -495,6 +605,7 @@ class _Parser:
             "model",
             "schedule",
             "evaluation",
+            "monitoring",
             "source",
         }
         for key in raw:
@@ -515,7 +626,9 @@ class _Parser:
         model = self._section("model", raw.get("model"), MODEL_OPTIONS)
         schedule = self._schedule(raw.get("schedule"))
         evaluation = self._section("evaluation", raw.get("evaluation"), EVALUATION_OPTIONS)
+        monitoring = self._section("monitoring", raw.get("monitoring"), MONITORING_OPTIONS)
         self._cross_checks(inputs, outputs, slices, data)
+        self._monitored(inputs, monitoring)
         self._rival_gates(outputs, evaluation["baselines"])
         if self.problems:
             raise SpecError(self.source, self.problems)
@@ -529,6 +642,7 @@ class _Parser:
             model=model,
             schedule=schedule,
             evaluation=evaluation,
+            monitoring=monitoring,
             source=raw.get("source", self.source),
         )
 
@@ -584,7 +698,11 @@ class _Parser:
                 if v <= 0:
                     self.error(f"data.split.{k}", f"must be a positive bucket count, got {v}")
             hash_buckets = with_validation(split)
-            if self.check_files and not _has_glob(path) and _isdir(path):
+            if SPAN_TOKEN_RE.search(path):  # read under the folder above the first placeholder
+                parts = path.split("/")
+                first = next(n for n, p in enumerate(parts) if SPAN_TOKEN_RE.search(p))
+                root, pattern = "/".join(parts[:first]), "/".join(parts[first:])
+            elif self.check_files and not _has_glob(path) and _isdir(path):
                 root, pattern = path, FORMATS[fmt]
             else:
                 root, pattern = os.path.dirname(path), os.path.basename(path)
@@ -600,13 +718,16 @@ class _Parser:
         else:
             self.error("data.split", "give every split as bucket counts or every one as a pattern")
             root, patterns = path, {}
+        if SPAN_TOKEN_RE.search(root):
+            self.error("data.path", "span and version placeholders go in the file patterns only")
+        self._span_patterns(patterns)
         if self.check_files:
             import tensorflow as tf
 
             for split_name, pattern in patterns.items():
                 where = "data.path" if split_name == "single_split" else f"data.split.{split_name}"
                 full = os.path.join(root, pattern)
-                if not tf.io.gfile.glob(full):
+                if not tf.io.gfile.glob(span_glob(full)):
                     self.error(where, f"no data file matches {full}")
         split_key = raw.get("split_key")
         if split_key is not None and (not isinstance(split_key, str) or hash_buckets is None):
@@ -630,6 +751,32 @@ class _Parser:
             schema=schema,
             **self._csv_options(raw, fmt),
         )
+
+    def _span_patterns(self, patterns: dict) -> None:
+        """TFX's rules: {SPAN} or a whole date ({YYYY}{MM}{DD}), each at most once; {VERSION}
+        only with one of them; every split's pattern the same placeholders."""
+        found = {}
+        for split_name, pattern in patterns.items():
+            where = "data.path" if split_name == "single_split" else f"data.split.{split_name}"
+            tokens = [a or b for a, b in SPAN_TOKEN_RE.findall(pattern)]
+            found[split_name] = set(tokens)
+            if not tokens:
+                continue
+            present = set(tokens)
+            if len(tokens) != len(present):
+                self.error(where, f"{pattern}: a placeholder appears twice")
+            if "SPAN" in present and present & DATE_TOKENS:
+                self.error(where, f"{pattern}: {{SPAN}} or a date ({{YYYY}}{{MM}}{{DD}}), not both")
+            elif present & DATE_TOKENS and not DATE_TOKENS <= present:
+                self.error(where, f"{pattern}: a date needs all of {{YYYY}}, {{MM}} and {{DD}}")
+            elif present == {"VERSION"}:
+                self.error(where, f"{pattern}: {{VERSION}} needs {{SPAN}} or a date")
+        if len({frozenset(t) for t in found.values()}) > 1:
+            self.error(
+                "data.split",
+                "every split's pattern needs the same span and version placeholders, got "
+                + ", ".join(f"{k}: {sorted(v) or 'none'}" for k, v in found.items()),
+            )
 
     def _csv_options(self, raw: dict, fmt: str) -> dict:
         """data.na_values (replaces the default tokens), data.na_values_extra (adds to them),
@@ -887,6 +1034,33 @@ class _Parser:
                 bounds["max_regression"] = 0.0
             gates.append(Gate(g["metric"], **bounds, beats=beats))
         return gates
+
+    def _monitored(self, inputs, monitoring) -> None:
+        """monitoring.inputs names inputs whose columns are compared; the L-infinity norm is
+        of categories only."""
+        by_name = {i.name: i for i in inputs}
+        compared = sorted(n for n, i in by_name.items() if i.modality_type.drift)
+        given = [("monitoring.drift", None, monitoring["drift"])] + [
+            (f"monitoring.inputs.{name}", name, t) for name, t in monitoring["inputs"].items()
+        ]
+        for key, name, thresholds in given:
+            if name is not None and name not in by_name:
+                self.error(key, f"{name!r} is no input (inputs: {', '.join(by_name)})")
+                continue
+            item = by_name.get(name)
+            if item is not None and not item.modality_type.drift:
+                self.error(
+                    key,
+                    f"a {item.modality} input is not compared (drift compares the inputs "
+                    f"{', '.join(compared) or 'of no modality here'}: numbers and categories)",
+                )
+            elif item is not None and "infinity_norm" in thresholds:
+                if item.modality_type.drift != "categories":
+                    self.error(
+                        f"{key}.infinity_norm",
+                        "the L-infinity norm compares categories' frequencies; a number's "
+                        "histogram takes jensen_shannon",
+                    )
 
     def _rival_gates(self, outputs, baselines) -> None:
         """A gate may beat only a rival the run trains."""

@@ -31,6 +31,11 @@ class Modality(Configurable):
     # How a CSV column read by this modality is typed (None: from its values); see
     # components/csv_example_gen.py.
     csv_type: ClassVar[str | None] = None
+    # What drift and skew compare of its column (pipeline/monitoring/drift.py): "numbers" (the
+    # histogram: Jensen-Shannon), "categories" (the value frequencies: Jensen-Shannon and the
+    # L-infinity norm), or None (cells whose whole values say little: text, lists, images,
+    # sequences).
+    drift: ClassVar[str | None] = None
 
     def output_names(self, item) -> list[str]:
         """Names of the transformed features this input produces."""

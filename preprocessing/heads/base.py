@@ -170,6 +170,12 @@ class HeadType(Configurable):
         """Every output of serving_default for this head (its prediction under its own name)."""
         return {head.name: prediction}
 
+    def monitored_values(self, head, outputs: dict) -> list:
+        """What prediction drift compares (pipeline/monitoring/monitor.py): per example, a
+        list of values from serving_default's `outputs` (numpy): the prediction itself by
+        default (a regression's value, a binary head's probability)."""
+        return [[float(v)] for v in np.asarray(outputs[head.name]).reshape(-1)]
+
     # -- what a trivial predictor scores (the training report's yardstick) ----------------------
     def trivial_loss(self, y_train: np.ndarray, y_eval: np.ndarray) -> float | None:
         return None

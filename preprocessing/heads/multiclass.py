@@ -218,6 +218,10 @@ class Multiclass(HeadType):
         weights = tf.constant([head.class_weights.get(c, 1.0) for c in names], tf.float32)
         return known * tf.gather(weights, tf.maximum(label, 0))
 
+    def monitored_values(self, head, outputs):
+        """The most probable class's name: prediction drift compares class frequencies."""
+        return [[c] for c in np.asarray(outputs[f"{head.name}_class"]).reshape(-1)]
+
     def serving_outputs(self, head, prediction, info):
         names = tf.constant(self.class_names(head, info))
         return {

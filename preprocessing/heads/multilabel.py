@@ -184,6 +184,11 @@ class Multilabel(HeadType):
 
         return summed_binary_crossentropy
 
+    def monitored_values(self, head, outputs):
+        """The labels predicted (over 0.5): prediction drift compares label frequencies."""
+        chosen = np.asarray(outputs[f"{head.name}_labels"])
+        return [[v for v in row if v] for row in chosen.reshape(len(chosen), -1)]
+
     def serving_outputs(self, head, prediction, info):
         """Probabilities, and the labels over 0.5 as strings ('' where not predicted)."""
         names = tf.constant(self.class_names(head, info))

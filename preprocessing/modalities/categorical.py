@@ -20,6 +20,7 @@ class Categorical(Modality):
     name = "categorical"
     doc = "one value of a set (string or int): a vocabulary id, an embedding"
     csv_type = BYTES  # codes stay strings: 02139 keeps its zero
+    drift = "categories"
     options = {
         **vocabulary_options(top_k=1000, frequency_threshold=1),
         "embedding_dim": EMBEDDING_DIM,

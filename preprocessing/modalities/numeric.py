@@ -13,6 +13,7 @@ class Numeric(Modality):
     doc = "a number (int or float): scaled on the training split, missing values imputed"
     schema_types = frozenset({INT, FLOAT})
     csv_type = FLOAT  # a column of integers today may hold 181.5 tomorrow
+    drift = "numbers"
     options = {
         "scaling": Option(
             "zscore",

@@ -43,3 +43,16 @@ def test_training_settings_retrain_the_network_not_the_trees_and_gates_only_re_e
 
     raw["training"]["seed"] = 7  # the trees' only training setting
     assert keys(Spec.from_dict(raw), tmp_path)["BoostedTrainer"] != gated["BoostedTrainer"]
+
+
+def test_drift_thresholds_re_run_the_data_gate_only(tmp_path):
+    """Monitoring settings are read by the data gate (and recorded by the pusher): Transform,
+    the trainers and the Evaluators keep their cache keys."""
+    raw = load_spec(MOVIES_FIXTURE_SPEC).to_dict()
+    raw["evaluation"] = {"baselines": ["gbdt"]}
+    base = keys(Spec.from_dict(raw), tmp_path)
+    raw["monitoring"] = {"drift": {"jensen_shannon": 0.05}, "on_drift": "stop"}
+    changed = keys(Spec.from_dict(raw), tmp_path)
+    assert changed["DataGate"] != base["DataGate"]
+    for step in ("Transform", "Trainer", "BoostedTrainer", "Evaluator", "BoostedEvaluator"):
+        assert changed[step] == base[step], step

@@ -743,3 +743,87 @@ def test_the_boosted_rival_is_trained_evaluated_per_head_and_slice_and_gated(mov
         card = json.load(f)
     assert any(g["head"] == "oscar" and g.get("beats") == "gbdt" for g in card["gates"])
     assert "gbdt:auc" in card["evaluation"]["metrics"]["oscar"]["overall"]
+
+
+def prediction_logs(path, records):
+    """`records` as TF Serving's request log holds them: one PredictionLog per predict request
+    (two examples each) of serialized tf.Examples (serving_default's `examples`)."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for start in range(0, len(records), 2):
+            log = prediction_log_pb2.PredictionLog()
+            request = log.predict_log.request
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(records[start : start + 2]))
+            writer.write(log.SerializeToString())
+
+
+def test_monitor_finds_skew_on_the_shifted_input_only_and_prediction_drift(movies_run, tmp_path):
+    """The published version's own eval split, logged as TF Serving logs requests: its
+    predictions are the eval split's (prediction drift 0 for every head). The same requests with
+    every review count 100 times larger: skew on that input only (every other distance
+    unchanged), and the heads' predictions drift. Bad requests: one line naming the column."""
+    spec, paths, shared = movies_run
+    registry = os.path.join(os.path.dirname(os.path.dirname(paths.pipeline_root)), "registry")
+    version = max(int(v) for v in os.listdir(os.path.join(registry, spec.name)) if v.isdigit())
+    records = raw_eval_examples(shared, limit=1000)
+    prediction_logs(tmp_path / "same.tfrecord", records)
+    shifted = []
+    for r in records:
+        example = tf.train.Example.FromString(r)
+        values = example.features.feature["reviews.count"].float_list.value
+        for n, v in enumerate(values):
+            values[n] = v * 100
+        shifted.append(example.SerializeToString())
+    prediction_logs(tmp_path / "shifted.tfrecord", shifted)
+
+    def monitor(requests, *extra):
+        command = ["monitor", "--model", spec.name, "--registry", registry]
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *command, "--requests", str(requests), *extra],
+            cwd=REPO,
+            env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    same = monitor(tmp_path / "same.tfrecord")
+    assert same.returncode in (0, 1), same.stderr[-3000:]
+    report = json.loads((tmp_path / "same.monitor.json").read_text())
+    assert report["version"] == version and report["rows"] == report["eval_rows"] == len(records)
+    drifts = {f["name"]: f["value"] for f in report["prediction_drift"]}
+    assert set(drifts) == {h.name for h in spec.outputs} and set(drifts.values()) == {0.0}
+    before = {(f["name"], f["distance"]): f["value"] for f in report["skew"]}
+    assert {name for name, _ in before} == {"year", "runtime", "reviews", "mpaa"}
+
+    moved = monitor(tmp_path / "shifted.tfrecord", "--json", str(tmp_path / "out.json"))
+    assert moved.returncode == 1, moved.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    after = {(f["name"], f["distance"]): f for f in report["skew"]}
+    assert after["reviews", "jensen_shannon"]["over"], after
+    assert {k: f["value"] for k, f in after.items() if k[0] != "reviews"} == {
+        k: v for k, v in before.items() if k[0] != "reviews"
+    }
+    assert any(f["over"] for f in report["prediction_drift"]), report["prediction_drift"]
+    assert "input 'reviews' (column 'reviews.count'): skew jensen_shannon" in moved.stdout
+    assert "moved most: mean " in moved.stdout
+
+    # Raw rows with a column missing, or a word in a number column: one line each.
+    columns = [c for i in spec.inputs for c in i.columns]
+    frame = pd.DataFrame({c: ["1"] for c in columns if c != "Runtime (min)"})
+    frame.to_csv(tmp_path / "few.csv", index=False)
+    bad = monitor(tmp_path / "few.csv")
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1, bad.stderr
+    assert (
+        f"error: {tmp_path / 'few.csv'}: no column 'Runtime (min)' (input 'runtime')" in bad.stderr
+    )
+    row = {c: "1" for c in columns} | {"Runtime (min)": "two hours"}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    bad = monitor(tmp_path / "rows.jsonl")
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1, bad.stderr
+    assert (
+        f"error: {tmp_path / 'rows.jsonl'} line 1: column 'Runtime (min)' holds 'two hours': not a "
+        "number (input 'runtime')"
+    ) in bad.stderr

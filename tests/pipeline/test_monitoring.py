@@ -1,0 +1,210 @@
+"""Drift between spans per input: TFDV's comparators on the movies fixture's real statistics, the
+data gate's verdict, and (e2e) three runs of a pipeline reading daily spans."""
+
+import os
+
+import pandas as pd
+import pytest
+import tensorflow_data_validation as tfdv
+from conftest import MOVIES_FIXTURE_CSV
+
+from components.data_gate import check_drift
+from pipeline.monitoring import drift
+from pipeline.spec import Spec, SpecError
+
+INPUTS = [
+    {"name": "year", "column": "Year", "modality": "numeric"},
+    {"name": "runtime", "column": "Runtime", "modality": "numeric"},
+    {"name": "reviews", "column": "Reviews", "modality": "numeric", "scaling": "log"},
+    {"name": "mpaa", "column": "MPAA", "modality": "categorical"},
+    {"name": "title", "column": "Title", "modality": "text"},
+]
+SHIFT = 40  # minutes added to span 2's runtimes
+
+
+def daily_spec(path, **monitoring):
+    return {
+        "name": "daily_movies",
+        "data": {"path": str(path), "split": {"train": 7, "validation": 1, "eval": 2}},
+        "inputs": INPUTS,
+        "outputs": [
+            {
+                "name": "meter",
+                "column": "Meter",
+                "type": "regression",
+                "gates": [{"metric": "mae", "max": 60.0}],
+            },
+            {"name": "oscar", "column": "Oscars", "type": "binary"},
+        ],
+        "evaluation": {"baselines": []},
+        "training": {"epochs": 2, "batch_size": 32},
+        "monitoring": monitoring,
+    }
+
+
+def spans():
+    """Span 1: the fixture's even rows; span 2: its odd rows with every runtime SHIFT longer
+    (other films, same kind of data: only runtime moved)."""
+    frame = pd.read_csv(MOVIES_FIXTURE_CSV, dtype=str, keep_default_na=False)
+    halves = {1: frame.iloc[::2].copy(), 2: frame.iloc[1::2].copy()}
+    longer = pd.to_numeric(halves[2]["Runtime"], errors="coerce") + SHIFT
+    halves[2]["Runtime"] = longer.map(lambda v: "" if pd.isna(v) else str(int(v)))
+    return halves
+
+
+def write_spans(root, which=(1, 2)):
+    for span, frame in spans().items():
+        if span in which:
+            os.makedirs(os.path.join(root, str(span)), exist_ok=True)
+            frame.to_csv(os.path.join(root, str(span), "movies.csv"), index=False)
+
+
+def statistics(frame):
+    columns = [i["column"] for i in INPUTS]
+    frame = frame[columns].replace("", None)
+    for c in ("Year", "Runtime", "Reviews"):
+        frame[c] = pd.to_numeric(frame[c])
+    return tfdv.generate_statistics_from_dataframe(frame)
+
+
+def test_spans_in_the_data_path_follow_tfx_rules(tmp_path):
+    write_spans(tmp_path / "daily")
+    spec = Spec.from_dict(daily_spec(tmp_path / "daily" / "{SPAN}" / "*.csv"), check_files=True)
+    assert spec.data.root == str(tmp_path / "daily")
+    assert spec.data.patterns == {"single_split": "{SPAN}/*.csv"} and spec.data.spans
+    assert spec.data.for_span(2).patterns == {"single_split": "2/*.csv"}
+    assert Spec.from_dict(spec.to_dict()).data == spec.data
+    for path, message in [
+        ("{SPAN}/{YYYY}{MM}{DD}.csv", r"\{SPAN\} or a date"),
+        ("{YYYY}{MM}.csv", r"a date needs all of"),
+        ("{VERSION}/a.csv", r"\{VERSION\} needs \{SPAN\} or a date"),
+        ("{SPAN}/{SPAN}.csv", "a placeholder appears twice"),
+        ("{SPAN}/nothing*.tfrecord", "no data file matches"),
+    ]:
+        with pytest.raises(SpecError, match=message):
+            Spec.from_dict(daily_spec(tmp_path / "daily" / path), check_files=True)
+
+
+@pytest.mark.parametrize(
+    "monitoring, message",
+    [
+        ({"inputs": {"genre": {"jensen_shannon": 0.1}}}, r"monitoring.inputs.genre: 'genre' is no"),
+        ({"inputs": {"title": {"jensen_shannon": 0.1}}}, r"a text input is not compared"),
+        ({"inputs": {"year": {"infinity_norm": 0.1}}}, r"year.infinity_norm: the L-infinity"),
+        ({"drift": {"jensen_shannon": 1.5}}, r"monitoring.drift: jensen_shannon: must be a thr"),
+        ({"drift": {"wasserstein": 0.1}}, r"'wasserstein' is no distance"),
+        ({"on_drift": "fail"}, r"monitoring.on_drift: must be one of"),
+    ],
+)
+def test_monitoring_thresholds_are_checked_against_the_inputs(tmp_path, monitoring, message):
+    with pytest.raises(SpecError, match=message):
+        Spec.from_dict(daily_spec(tmp_path / "movies.csv", **monitoring))
+
+
+def test_drift_is_measured_per_input_and_found_on_the_shifted_input_only():
+    halves = spans()
+    spec = Spec.from_dict(
+        daily_spec("movies.csv", inputs={"mpaa": {"infinity_norm": 0.2, "jensen_shannon": 0.1}})
+    )
+    old, new = statistics(halves[1]), statistics(halves[2])
+    schema = tfdv.infer_schema(old)
+    thresholds = drift.input_thresholds(spec)
+    assert set(thresholds) == {"Year", "Runtime", "Reviews", "MPAA"}  # text is not compared
+    findings = {(f.name, f.distance): f for f in drift.compare(new, old, schema, thresholds)}
+    assert set(findings) == {
+        ("year", "jensen_shannon"),
+        ("runtime", "jensen_shannon"),
+        ("reviews", "jensen_shannon"),
+        ("mpaa", "jensen_shannon"),
+        ("mpaa", "infinity_norm"),
+    }
+    runtime = findings["runtime", "jensen_shannon"]
+    assert runtime.over and runtime.value > 0.3 and runtime.threshold == 0.1
+    assert [k for k, f in findings.items() if f.over] == [("runtime", "jensen_shannon")]
+    assert all(f.value < 0.1 for k, f in findings.items() if k[0] != "runtime")
+    # What moved: the runtime's mean by about SHIFT, and the training buckets that emptied.
+    mean_before, mean_after = (float(x) for x in runtime.moved.split(";")[0][5:].split(" -> "))
+    assert mean_after - mean_before == pytest.approx(SHIFT, abs=3)
+    assert "%" in runtime.moved.split(";")[1]
+    # The same old data against itself: no distance at all.
+    assert all(f.value == 0 for f in drift.compare(old, old, schema, thresholds))
+
+
+@pytest.mark.parametrize("on_drift", ["stop", "warn"])
+def test_the_data_gate_stops_or_warns_naming_the_input_its_distance_and_threshold(
+    tmp_path, on_drift
+):
+    halves = spans()
+    spec = Spec.from_dict(daily_spec("movies.csv", on_drift=on_drift))
+    old, new = statistics(halves[1]), statistics(halves[2])
+    published = tmp_path / "baseline"
+    (published / "monitoring").mkdir(parents=True)
+    (published / drift.TRAIN_STATISTICS).write_bytes(old.SerializeToString())
+    schema = tfdv.infer_schema(old)
+    tfdv.write_schema_text(schema, str(published / drift.SCHEMA))
+    errors, warnings, table = check_drift(
+        spec, schema, {"train": new.datasets[0]}, str(published), {"version": 3, "span": 1}, 2
+    )
+    assert "against the data of the published version 3 (span 1)" in table
+    (over,) = errors if on_drift == "stop" else warnings
+    assert (errors if on_drift == "warn" else warnings) == []
+    assert over.startswith("input 'runtime' (column 'Runtime'): drift jensen_shannon 0.")
+    assert "over its threshold 0.1 (values in 188 examples against 182); moved most: mean " in over
+    rows = {line.split()[1]: line.split()[-1] for line in table.splitlines()[2:]}
+    assert rows == {"mpaa": "ok", "reviews": "ok", "runtime": "OVER", "year": "ok"}
+    # A version pushed before monitoring carries no statistics: said, never an error.
+    errors, warnings, _ = check_drift(
+        spec, schema, {"train": new.datasets[0]}, str(tmp_path / "old"), {"version": 1}, 2
+    )
+    assert errors == [] and "carries no statistics of its training data" in warnings[0]
+
+
+@pytest.mark.e2e
+def test_a_new_span_is_compared_with_the_published_models_data_and_stopped_or_pushed(tmp_path):
+    """Span 1 trains and publishes version 1 with its data's statistics; span 2 (runtime
+    shifted) then stops in the data gate under `on_drift: stop` (nothing transformed, trained
+    or pushed), and under `warn` trains and becomes version 2, its card naming span 2."""
+    import yaml
+    from helpers import cli_run
+
+    from components.registry import Registry
+    from pipeline.runners.local import latest_run_outputs
+
+    daily = tmp_path / "daily"
+    write_spans(daily, which=(1,))
+    output, registry = tmp_path / "runs", Registry(str(tmp_path / "runs" / "registry"))
+    path = daily / "{SPAN}" / "*.csv"
+    for on_drift in ("stop", "warn"):
+        # MPAA has a value in about 19 of a span's 140 training rows: its frequencies move by
+        # chance (JS 0.11 here); a threshold of its own.
+        raw = daily_spec(path, on_drift=on_drift, inputs={"mpaa": {"jensen_shannon": 0.3}})
+        (tmp_path / f"{on_drift}.yaml").write_text(yaml.safe_dump(raw))
+
+    first = cli_run(tmp_path / "stop.yaml", output)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert registry.versions("daily_movies") == [1]
+    card = registry.card("daily_movies", 1)
+    assert card["data"]["span"] == 1
+    version_dir = registry.path("daily_movies", 1)
+    assert os.path.isfile(os.path.join(version_dir, drift.TRAIN_STATISTICS))
+    assert "drift not checked: nothing published" in first.stdout
+
+    write_spans(daily, which=(2,))
+    stopped = cli_run(tmp_path / "stop.yaml", output)
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    assert "stopped before Transform (1 problem(s))" in stopped.stderr
+    assert "input 'runtime' (column 'Runtime'): drift jensen_shannon" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    metadata = str(output / "metadata" / "daily_movies" / "metadata.db")
+    assert "Transform" not in latest_run_outputs(metadata)  # the newest run: the stopped one
+    assert registry.versions("daily_movies") == [1]
+
+    warned = cli_run(tmp_path / "warn.yaml", output)
+    assert warned.returncode == 0, warned.stderr[-3000:]
+    table = warned.stdout.split("Drift of the training data (span 2) against the data of the")[1]
+    assert table.startswith(" published version 1 (span 1), on_drift: warn:")
+    rows = {line.split()[1]: line.split()[-1] for line in table.splitlines()[2:6]}
+    assert rows == {"mpaa": "ok", "reviews": "ok", "runtime": "OVER", "year": "ok"}
+    assert "warning: input 'runtime' (column 'Runtime'): drift jensen_shannon" in warned.stdout
+    assert registry.versions("daily_movies") == [1, 2]
+    assert registry.card("daily_movies", 2)["data"]["span"] == 2
