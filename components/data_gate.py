@@ -298,7 +298,8 @@ def check_drift(
 ) -> "tuple[list[str], list[str], str]":
     """(errors, warnings, table): every compared input's training data against the data the
     published model was trained on (what PublishedBaseline copied into `published_dir`);
-    over-threshold inputs are errors with `on_drift: stop`, else warnings."""
+    over-threshold inputs are errors with `on_drift: stop`, else warnings. `drift_findings`
+    gives the measurements themselves (the run report's)."""
     from pipeline.monitoring import drift
 
     published = drift.read_published(published_dir)
@@ -306,27 +307,50 @@ def check_drift(
     if published is None or "train" not in stats:
         note = f"drift not checked: {what} carries no statistics of its training data"
         return [], ([note] if published is None else []), ""
-    control, _ = published
-    current = statistics_pb2.DatasetFeatureStatisticsList(datasets=[stats["train"]])
-    thresholds = drift.input_thresholds(spec)
+    findings, title, gone = drift_findings(spec, schema, stats, published[0], record, span)
     warnings = [
         f"input column {c!r}: drift not checked (one of the two training sets lacks it)"
-        for c in drift.missing(current, control, thresholds)
+        for c in gone
     ]
-    gone = set(drift.missing(current, control, thresholds))
-    thresholds = {c: t for c, t in thresholds.items() if c not in gone}
-    findings = drift.compare(current, control, schema, thresholds) if thresholds else []
-    against = f"span {span}" if span is not None else "this data"
-    trained = record.get("span")
-    title = (
-        f"Drift of the training data ({against}) against the data of {what}"
-        + (f" (span {trained})" if trained is not None else "")
-        + f", on_drift: {spec.monitoring['on_drift']}:"
-    )
     over = [f.line("drift") for f in findings if f.over]
     if spec.monitoring["on_drift"] == "stop":
         return over, warnings, drift.table(findings, title)
     return [], warnings + over, drift.table(findings, title)
+
+
+def drift_findings(spec: Spec, schema, stats: dict, control, record: dict, span):
+    """(Findings, title, columns not compared) of the training split against `control` (the
+    published version's training statistics)."""
+    from pipeline.monitoring import drift
+
+    current = statistics_pb2.DatasetFeatureStatisticsList(datasets=[stats["train"]])
+    thresholds = drift.input_thresholds(spec)
+    gone = drift.missing(current, control, thresholds)
+    thresholds = {c: t for c, t in thresholds.items() if c not in gone}
+    findings = drift.compare(current, control, schema, thresholds) if thresholds else []
+    against = f"span {span}" if span is not None else "this data"
+    trained = record.get("span") if span is not None else None
+    title = (
+        f"Drift of the training data ({against}) against the data of the published version "
+        f"{record.get('version')}"
+        + (f" (span {trained})" if trained is not None else "")
+        + f", on_drift: {spec.monitoring['on_drift']}:"
+    )
+    return findings, title, gone
+
+
+def published_drift(spec: Spec, examples, baseline, schema, stats):
+    """drift_findings against what PublishedBaseline copied (None: nothing to compare with),
+    for the span the Examples hold."""
+    from components.baseline import baseline_record
+    from pipeline.monitoring import drift
+
+    record = baseline_record(baseline.uri) if baseline is not None else None
+    published = drift.read_published(baseline.uri) if record and record.get("monitoring") else None
+    if published is None or "train" not in stats:
+        return None
+    span = examples.get_int_custom_property(constants.SPAN) if spec.data.spans else None
+    return drift_findings(spec, schema, stats, published[0], record, span)
 
 
 @component

@@ -3,7 +3,8 @@ pipeline, so that every orchestrator's run has one (local, notebook, Airflow, Ku
 
 It runs after the Evaluator whatever the verdict (a model that fails a gate is exactly the one a
 user wants to look at) and reads only artifacts: the statistics, schema and anomalies (rows per
-split, missing values, the data gate's warnings), the Trainer's training report, the Evaluator's
+split, missing values, the data gate's warnings, its drift against the published model's
+data), the Trainer's training report, the Evaluator's
 metrics, plots and blessing. Its output is a folder holding `report.html`; the RegistryPusher
 copies it into the published version beside `model_card.json`.
 """
@@ -16,7 +17,7 @@ from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArti
 from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact, standard_artifacts
 
-from components.data_gate import check_data, read_data_artifacts
+from components.data_gate import check_data, published_drift, read_data_artifacts
 from pipeline import constants
 from pipeline.evaluation.html_report import RunFacts, render
 from pipeline.evaluation.summary import EvaluationSummary, rivals
@@ -95,11 +96,17 @@ def run_facts(
     run,
     rival_evaluation=None,
     rival_model_run=None,
+    examples=None,
+    baseline=None,
 ):
     """RunFacts from the artifacts (any of them may be None)."""
     facts = RunFacts(spec=spec, run=run)
     if statistics is not None and schema is not None and anomalies is not None:
         schema_proto, stats, found = read_data_artifacts(statistics, schema, anomalies)
+        if examples is not None and baseline is not None:
+            measured = published_drift(spec, examples, baseline, schema_proto, stats)
+            if measured is not None:
+                facts.drift, facts.drift_title = measured[0], measured[1].rstrip(":")
         facts.rows = {split: s.num_examples for split, s in stats.items()}
         facts.missing = {split: missing_fractions(s) for split, s in stats.items()}
         _, facts.warnings = check_data(spec, schema_proto, stats, found)
@@ -136,6 +143,8 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
     run: Parameter[str] = "",
     rival_evaluation: InputArtifact[standard_artifacts.ModelEvaluation] = None,
     rival_model_run: InputArtifact[standard_artifacts.ModelRun] = None,
+    examples: InputArtifact[standard_artifacts.Examples] = None,
+    baseline: InputArtifact[standard_artifacts.Model] = None,
 ) -> None:
     """Writes `<report>/report.html`."""
     parsed = Spec.from_dict(json.loads(spec))
@@ -150,6 +159,8 @@ def RunReport(  # noqa: N802 - a TFX component is named like a class
         run,
         rival_evaluation,
         rival_model_run,
+        examples,
+        baseline,
     )
     page = render(facts)
     tf.io.gfile.makedirs(report.uri)

@@ -255,6 +255,8 @@ def create_pipeline(
         blessing=evaluator.outputs["blessing"],
         rival_evaluation=rival.outputs["evaluation"] if rival else None,
         rival_model_run=boosted.outputs["model_run"] if boosted else None,
+        examples=example_gen.outputs["examples"],
+        baseline=baseline.outputs["baseline"] if baseline else None,
         spec=json.dumps(spec_dict),
         run=run_id,
     )

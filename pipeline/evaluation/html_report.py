@@ -46,6 +46,8 @@ class RunFacts:
     missing: dict = field(default_factory=dict)  # split -> {column: fraction missing}
     warnings: list = field(default_factory=list)  # the data gate's
     anomalies: dict = field(default_factory=dict)  # split -> [(column, description)]
+    drift: list = field(default_factory=list)  # the data gate's Findings (monitoring/drift.py)
+    drift_title: str = ""  # what was compared with what; "" when nothing was
     run: str = ""
     created: str = field(
         default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -284,6 +286,32 @@ def _data(facts: RunFacts) -> str:
     return "".join(parts)
 
 
+def _drift(facts: RunFacts) -> str:
+    """The data gate's drift per input against the published model's data (monitoring:)."""
+    if not facts.drift_title:
+        return ""
+    rows = [
+        [
+            f"{f.kind} {f.name}",
+            f.column,
+            f"{f.count} vs {f.control_count}",
+            f.distance,
+            f"{f.value:.3f}",
+            f"{f.threshold:g}",
+            f.moved,
+            "OVER" if f.over else "ok",
+        ]
+        for f in facts.drift
+    ]
+    header = ["", "column", "examples", "distance", "value", "threshold", "moved most", "verdict"]
+    classes = ["fail" if f.over else "pass" for f in facts.drift]
+    return (
+        f"<section id='drift'><h2>Drift</h2><p>{_e(facts.drift_title)}</p>"
+        + _table(header, rows, classes)
+        + "</section>"
+    )
+
+
 def _model(facts: RunFacts) -> str:
     report = facts.training
     if not report:
@@ -372,9 +400,10 @@ def render(facts: RunFacts) -> str:
         )
     headline = f"<p>{_e(facts.summary.headline(spec))}</p>" if facts.summary else ""
     nav = "".join(f"<a href='#head-{_e(h.name)}'>{_e(h.name)}</a>" for h in spec.outputs)
-    nav += "<a href='#data'>data</a><a href='#model'>model</a>"
+    nav += "<a href='#data'>data</a>" + ("<a href='#drift'>drift</a>" if facts.drift_title else "")
+    nav += "<a href='#model'>model</a>"
     body = "".join(_head(facts, h) for h in spec.outputs)
-    body += _guarded(_data, facts) + _guarded(_model, facts)
+    body += _guarded(_data, facts) + _guarded(_drift, facts) + _guarded(_model, facts)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{_e(spec.name)}: run report</title><style>{CSS}</style></head><body>"

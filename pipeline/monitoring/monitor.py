@@ -12,7 +12,8 @@ columns, is a one-line error naming it (`RequestError`) before anything is measu
 Then, per input, the skew of the requests against the version's training statistics (TFDV's
 `skew_comparator`, the spec's `monitoring` thresholds: pipeline/monitoring/drift.py), and per
 head, the drift of the version's predictions on the requests against its predictions on its own
-eval split (what each head type compares: `HeadType.monitored_values`). A table on the
+eval split (what each head type compares: `HeadType.monitored_values`), and for the heads whose label some
+requests carry (delayed ground truth), the head's primary metric on them. A table on the
 terminal, the same as JSON for machines, and the exit code 1 when anything is over its threshold
 (an Airflow or Kubeflow task gates on it).
 """
@@ -44,6 +45,7 @@ class Report:
     skew: list = field(default_factory=list)  # Findings per input
     prediction_drift: list = field(default_factory=list)  # Findings per head
     unchecked: list = field(default_factory=list)  # columns not compared, and why
+    labelled: list = field(default_factory=list)  # heads' metrics on labelled requests
     seconds: float = 0.0
 
     @property
@@ -60,6 +62,7 @@ class Report:
             "skew": [f.to_dict() for f in self.skew],
             "prediction_drift": [f.to_dict() for f in self.prediction_drift],
             "unchecked": self.unchecked,
+            "labelled": self.labelled,
             "over": len(self.over),
             "seconds": round(self.seconds, 2),
         }
@@ -78,6 +81,14 @@ class Report:
             ),
         ]
         lines += [f"not compared: {u}" for u in self.unchecked]
+        if self.labelled:
+            lines.append("Heads on the requests that carry their label (eval split: the card's):")
+            for row in self.labelled:
+                before = "n/a" if row["eval"] is None else f"{row['eval']:.4g}"
+                lines.append(
+                    f"  {row['head']:<12} {row['metric']} {row['served']:.4g} on "
+                    f"{row['labelled']} labelled requests, {before} on eval"
+                )
         if self.over:
             lines.append(f"{len(self.over)} over its threshold:")
             lines += [
@@ -347,8 +358,77 @@ def monitor(registry, name: str, version: int, requests: str) -> Report:
         report.prediction_drift = drift.compare(
             head_stats, eval_stats, tfdv.infer_schema(eval_stats), limits, kind="head"
         )
+    report.labelled = labelled_metrics(version_dir, spec, schema, records, served, card)
     report.seconds = time.time() - start
     return report
+
+
+def labelled_metrics(version_dir, spec, schema, records, served, card) -> list[dict]:
+    """Each head whose label column some requests carry (delayed ground truth): its primary
+    metric on those requests (the partial-label rule: a request without the label weighs 0),
+    next to its value on the eval split (the card's)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from preprocessing.heads.base import label_name, label_present_name
+
+    examples = [tf.train.Example.FromString(r) for r in records]
+    heads = [o for o in spec.outputs if any(o.column in e.features.feature for e in examples)]
+    if not heads:
+        return []
+    # transform_features parses every label column: one a request lacks gets a placeholder of
+    # its training type, and that request weighs 0 for its head (`given`).
+    types = _types(schema)
+    given = {o.name: np.zeros(len(examples), np.float32) for o in heads}
+    filled = []
+    for n, record in enumerate(records):
+        e = tf.train.Example.FromString(record)
+        for o in spec.outputs:
+            if o.column in e.features.feature:
+                if o.name in given:
+                    given[o.name][n] = 1.0
+                continue
+            kind = types.get(o.column, "BYTES")
+            feature = e.features.feature[o.column]
+            if kind == "BYTES":
+                feature.bytes_list.value.append(b"")
+            elif kind == "INT":
+                feature.int64_list.value.append(0)
+            else:
+                feature.float_list.value.append(0.0)
+        filled.append(e.SerializeToString())
+    fn = tf.saved_model.load(version_dir).signatures["transform_features"]
+    parts: dict = {}
+    for start in range(0, len(filled), BATCH):
+        out = fn(examples=tf.constant(filled[start : start + BATCH]))
+        for o in heads:
+            for key in (label_name(o.name), label_present_name(o.name)):
+                parts.setdefault(key, []).append(out[key].numpy())
+    rows = []
+    evaluation = card.get("evaluation", {}).get("metrics", {})
+    for o in heads:
+        head_type = o.head_type
+        metric_name = head_type.primary
+        label = np.concatenate(parts[label_name(o.name)])
+        weight = np.concatenate(parts[label_present_name(o.name)]).reshape(-1) * given[o.name]
+        metric = head_type.metric_table[metric_name].keras(o, None)
+        metric.update_state(
+            head_type.keras_label(tf.constant(label)),
+            tf.constant(served[o.name]),
+            sample_weight=tf.constant(weight),
+        )
+        key = head_type.summary_key(metric_name)
+        rows.append(
+            {
+                "head": o.name,
+                "metric": metric_name,
+                "labelled": int(weight.sum()),
+                "served": float(metric.result().numpy()),
+                "eval": evaluation.get(o.name, {}).get("overall", {}).get(key),
+                "higher_is_better": head_type.metric_table[metric_name].higher_is_better,
+            }
+        )
+    return rows
 
 
 def run(args) -> int:

@@ -208,3 +208,15 @@ def test_a_new_span_is_compared_with_the_published_models_data_and_stopped_or_pu
     assert "warning: input 'runtime' (column 'Runtime'): drift jensen_shannon" in warned.stdout
     assert registry.versions("daily_movies") == [1, 2]
     assert registry.card("daily_movies", 2)["data"]["span"] == 2
+    # The run's report has the same table, each input's row passing or failing.
+    page = open(registry.version_file("daily_movies", 2, "report.html"), encoding="utf-8").read()
+    drift_section = page.split("<section id='drift'><h2>Drift</h2>")[1].split("</section>")[0]
+    assert "(span 2) against the data of the published version 1 (span 1)" in drift_section
+    rows = drift_section.split("<tr")[2:]
+    verdicts = {r.split("<td>")[1].split("</td>")[0]: r.split("<td>")[-1][:4] for r in rows}
+    assert verdicts == {
+        "input mpaa": "ok</",
+        "input reviews": "ok</",
+        "input runtime": "OVER",
+        "input year": "ok</",
+    }

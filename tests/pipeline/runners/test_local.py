@@ -761,7 +761,8 @@ def prediction_logs(path, records):
 
 def test_monitor_finds_skew_on_the_shifted_input_only_and_prediction_drift(movies_run, tmp_path):
     """The published version's own eval split, logged as TF Serving logs requests: its
-    predictions are the eval split's (prediction drift 0 for every head). The same requests with
+    predictions are the eval split's (prediction drift 0 for every head), and the labels it
+    carries score each head as its eval did. The same requests with
     every review count 100 times larger: skew on that input only (every other distance
     unchanged), and the heads' predictions drift. Bad requests: one line naming the column."""
     spec, paths, shared = movies_run
@@ -795,6 +796,16 @@ def test_monitor_finds_skew_on_the_shifted_input_only_and_prediction_drift(movie
     assert report["version"] == version and report["rows"] == report["eval_rows"] == len(records)
     drifts = {f["name"]: f["value"] for f in report["prediction_drift"]}
     assert set(drifts) == {h.name for h in spec.outputs} and set(drifts.values()) == {0.0}
+    # Delayed ground truth: each head's labels on the requests that carry them, scored as on
+    # eval (the same rows: TFMA's value in the card; AUCs with Keras' 200 thresholds).
+    labelled = {row["head"]: row for row in report["labelled"]}
+    assert set(labelled) == {h.name for h in spec.outputs}
+    for head in spec.outputs:
+        carried = sum(
+            head.column in tf.train.Example.FromString(r).features.feature for r in records
+        )
+        assert labelled[head.name]["labelled"] == carried
+        assert labelled[head.name]["served"] == pytest.approx(labelled[head.name]["eval"], abs=0.02)
     before = {(f["name"], f["distance"]): f["value"] for f in report["skew"]}
     assert {name for name, _ in before} == {"year", "runtime", "reviews", "mpaa"}
 
