@@ -411,19 +411,21 @@ def labelled_metrics(version_dir, spec, schema, records, served, card) -> list[d
         metric_name = head_type.primary
         label = np.concatenate(parts[label_name(o.name)])
         weight = np.concatenate(parts[label_present_name(o.name)]).reshape(-1) * given[o.name]
-        metric = head_type.metric_table[metric_name].keras(o, None)
-        metric.update_state(
-            head_type.keras_label(tf.constant(label)),
-            tf.constant(served[o.name]),
-            sample_weight=tf.constant(weight),
-        )
+        declared = head_type.metric_table[metric_name]
+        y = head_type.keras_label(tf.constant(label)).numpy()
+        if declared.score is not None:  # exact, on the labelled requests
+            value = declared.score(y[weight > 0], served[o.name][weight > 0])
+        else:
+            metric = declared.keras(o, None)
+            metric.update_state(y, served[o.name], sample_weight=weight)
+            value = float(metric.result().numpy())
         key = head_type.summary_key(metric_name)
         rows.append(
             {
                 "head": o.name,
                 "metric": metric_name,
                 "labelled": int(weight.sum()),
-                "served": float(metric.result().numpy()),
+                "served": value,
                 "eval": evaluation.get(o.name, {}).get("overall", {}).get(key),
                 "higher_is_better": head_type.metric_table[metric_name].higher_is_better,
             }

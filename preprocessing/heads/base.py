@@ -48,6 +48,28 @@ class Metric:
     trivial: Callable[[np.ndarray, np.ndarray], float] | None = None
     tfma_module: str = ""  # the module defining tfma_class, when it is not TFMA's own
     tfma_config: Callable[[Any], dict] | None = None  # head -> the metric's TFMA config
+    # (labels, predictions) of the labelled examples, as keras_label and the output shape them
+    # -> the exact value (mimo monitor on served requests; Keras' AUC buckets 200 thresholds,
+    # too coarse for probabilities that sit close together); None: the Keras metric is used
+    score: Callable[[np.ndarray, np.ndarray], float] | None = None
+
+
+def exact_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """The ROC AUC of scores `p` for 0/1 labels `y` (Mann-Whitney, ties counted half); 0.5 when
+    one class is absent."""
+    y, p = np.asarray(y).reshape(-1), np.asarray(p, np.float64).reshape(-1)
+    positives, negatives = int((y > 0.5).sum()), int((y <= 0.5).sum())
+    if not positives or not negatives:
+        return 0.5
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    sorted_p = p[order]
+    # average ranks over ties
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_p)) + 1]
+    ends = np.r_[starts[1:], len(p)]
+    for a, b in zip(starts, ends, strict=True):
+        ranks[order[a:b]] = (a + b + 1) / 2
+    return float((ranks[y > 0.5].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def keras_metric(cls_name: str, name: str, **kwargs) -> Callable[[Any, Any], Any]:

@@ -9,6 +9,7 @@ from preprocessing.heads.base import (
     HeadType,
     Metric,
     clipped_prior,
+    exact_auc,
     keras_metric,
     prior_log_loss,
 )
@@ -43,6 +44,7 @@ class Binary(HeadType):
             "auc",
             True,
             trivial=lambda y_train, y_eval: 0.5,
+            score=exact_auc,
         ),
         "pr_auc": Metric(
             "pr_auc",

@@ -12,6 +12,7 @@ from preprocessing.heads.base import (
     Metric,
     class_index,
     clipped_prior,
+    exact_auc,
     keras_metric,
     label_name,
     labels_outside_classes,
@@ -85,6 +86,17 @@ class Multilabel(HeadType):
             True,
             trivial=lambda y_train, y_eval: _constant_auc(y_eval),
             tfma_module=TFMA_MODULE,
+            # the macro average over the labels with both classes among the examples
+            score=lambda y, p: float(
+                np.mean(
+                    [
+                        exact_auc(y[:, j], p[:, j])
+                        for j in range(y.shape[1])
+                        if 0 < y[:, j].sum() < len(y)
+                    ]
+                    or [0.5]
+                )
+            ),
         ),
         "precision": Metric(
             "precision",

@@ -25,6 +25,7 @@ class Regression(HeadType):
             "mean_absolute_error",
             higher_is_better=False,
             trivial=lambda y_train, y_eval: np.abs(y_eval - y_train.mean()).mean(),
+            score=lambda y, p: float(np.abs(y.reshape(-1) - p.reshape(-1)).mean()),
         ),
         "rmse": Metric(
             "rmse",

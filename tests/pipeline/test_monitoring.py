@@ -2,6 +2,7 @@
 data gate's verdict, and (e2e) three runs of a pipeline reading daily spans."""
 
 import os
+import re
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ import tensorflow_data_validation as tfdv
 from conftest import MOVIES_FIXTURE_CSV
 
 from components.data_gate import check_drift
+from components.registry import Registry
 from pipeline.monitoring import drift
 from pipeline.spec import Spec, SpecError
 
@@ -159,47 +161,69 @@ def test_the_data_gate_stops_or_warns_naming_the_input_its_distance_and_threshol
     assert errors == [] and "carries no statistics of its training data" in warnings[0]
 
 
-@pytest.mark.e2e
-def test_a_new_span_is_compared_with_the_published_models_data_and_stopped_or_pushed(tmp_path):
-    """Span 1 trains and publishes version 1 with its data's statistics; span 2 (runtime
-    shifted) then stops in the data gate under `on_drift: stop` (nothing transformed, trained
-    or pushed), and under `warn` trains and becomes version 2, its card naming span 2."""
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory):
+    """Three runs of a pipeline reading daily spans into one output folder: span 1 (publishes
+    version 1), then span 2 under `on_drift: stop`, then under `warn` (publishes version 2)."""
     import yaml
     from helpers import cli_run
 
-    from components.registry import Registry
-    from pipeline.runners.local import latest_run_outputs
-
-    daily = tmp_path / "daily"
-    write_spans(daily, which=(1,))
-    output, registry = tmp_path / "runs", Registry(str(tmp_path / "runs" / "registry"))
-    path = daily / "{SPAN}" / "*.csv"
+    tmp = tmp_path_factory.mktemp("daily")
+    root, output = tmp / "daily", tmp / "runs"
+    path = root / "{SPAN}" / "*.csv"
     for on_drift in ("stop", "warn"):
         # MPAA has a value in about 19 of a span's 140 training rows: its frequencies move by
         # chance (JS 0.11 here); a threshold of its own.
         raw = daily_spec(path, on_drift=on_drift, inputs={"mpaa": {"jensen_shannon": 0.3}})
-        (tmp_path / f"{on_drift}.yaml").write_text(yaml.safe_dump(raw))
+        (tmp / f"{on_drift}.yaml").write_text(yaml.safe_dump(raw))
+    write_spans(root, which=(1,))
+    first = cli_run(tmp / "stop.yaml", output)
+    write_spans(root, which=(2,))
+    stopped = cli_run(tmp / "stop.yaml", output)
+    metadata = str(output / "metadata" / "daily_movies" / "metadata.db")
+    from pipeline.runners.local import latest_run_outputs
 
-    first = cli_run(tmp_path / "stop.yaml", output)
+    stopped_steps = set(latest_run_outputs(metadata))  # the newest run: the stopped one
+    versions_after_stop = Registry(str(output / "registry")).versions("daily_movies")
+    warned = cli_run(tmp / "warn.yaml", output)
+    return {
+        "first": first,
+        "stopped": stopped,
+        "stopped_steps": stopped_steps,
+        "versions_after_stop": versions_after_stop,
+        "warned": warned,
+        "registry": Registry(str(output / "registry")),
+        "root": root,
+        "tmp": tmp,
+    }
+
+
+@pytest.mark.e2e
+def test_a_new_span_is_compared_with_the_published_models_data_and_stopped_or_pushed(daily):
+    """Span 1 trains and publishes version 1 with its data's statistics; span 2 (runtime
+    shifted) then stops in the data gate under `on_drift: stop` (nothing transformed, trained
+    or pushed), and under `warn` trains and becomes version 2, its card naming span 2."""
+    first, stopped, warned, registry = (
+        daily["first"],
+        daily["stopped"],
+        daily["warned"],
+        daily["registry"],
+    )
     assert first.returncode == 0, first.stderr[-3000:]
-    assert registry.versions("daily_movies") == [1]
     card = registry.card("daily_movies", 1)
     assert card["data"]["span"] == 1
     version_dir = registry.path("daily_movies", 1)
     assert os.path.isfile(os.path.join(version_dir, drift.TRAIN_STATISTICS))
     assert "drift not checked: nothing published" in first.stdout
 
-    write_spans(daily, which=(2,))
-    stopped = cli_run(tmp_path / "stop.yaml", output)
     assert stopped.returncode == 3, stopped.stderr[-3000:]
     assert "stopped before Transform (1 problem(s))" in stopped.stderr
     assert "input 'runtime' (column 'Runtime'): drift jensen_shannon" in stopped.stderr
     assert "Traceback" not in stopped.stderr
-    metadata = str(output / "metadata" / "daily_movies" / "metadata.db")
-    assert "Transform" not in latest_run_outputs(metadata)  # the newest run: the stopped one
-    assert registry.versions("daily_movies") == [1]
+    assert "Transform" not in daily["stopped_steps"]
+    assert "StatisticsGen" in daily["stopped_steps"]
+    assert daily["versions_after_stop"] == [1]
 
-    warned = cli_run(tmp_path / "warn.yaml", output)
     assert warned.returncode == 0, warned.stderr[-3000:]
     table = warned.stdout.split("Drift of the training data (span 2) against the data of the")[1]
     assert table.startswith(" published version 1 (span 1), on_drift: warn:")
@@ -220,3 +244,100 @@ def test_a_new_span_is_compared_with_the_published_models_data_and_stopped_or_pu
         "input runtime": "OVER",
         "input year": "ok</",
     }
+
+
+def prediction_logs(path, records):
+    """`records` as TF Serving's request log holds them: one PredictionLog per predict request
+    (two examples each) of serialized tf.Examples (serving_default's `examples`)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for start in range(0, len(records), 2):
+            log = prediction_log_pb2.PredictionLog()
+            request = log.predict_log.request
+            request.model_spec.signature_name = "serving_default"
+            request.inputs["examples"].CopyFrom(tf.make_tensor_proto(records[start : start + 2]))
+            writer.write(log.SerializeToString())
+
+
+@pytest.mark.e2e
+def test_monitor_finds_skew_on_the_shifted_input_only_and_prediction_drift(daily, tmp_path):
+    """Version 2's own eval split, logged as TF Serving logs requests: its predictions are the
+    eval split's (prediction drift 0 for every head), and the labels it carries score each head
+    as its eval did. The same requests with every review count 100 times larger: skew on that
+    input only (every other distance unchanged), and the heads' predictions drift (exit code 1).
+    Bad requests: one line naming the file, the row and the column."""
+    import json
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+    from conftest import REPO
+
+    from pipeline.monitoring.monitor import RequestError, eval_records, monitor
+
+    registry = daily["registry"]
+    card = registry.card("daily_movies", 2)
+    records = eval_records(card["data"]["examples_uri"])
+    prediction_logs(tmp_path / "same.tfrecord", records)
+    same = monitor(registry, "daily_movies", 2, str(tmp_path / "same.tfrecord"))
+    assert same.rows == same.eval_rows == len(records) > 0
+    drifts = {f.name: f.value for f in same.prediction_drift}
+    assert drifts == {"meter": 0.0, "oscar": 0.0}
+    before = {(f.name, f.distance): f.value for f in same.skew}
+    assert {name for name, _ in before} == {"year", "runtime", "reviews", "mpaa"}
+    # Delayed ground truth: the labels the requests carry score each head as TFMA did on eval
+    # (the same rows; AUC with Keras' 200 thresholds).
+    labelled = {row["head"]: row for row in same.labelled}
+    for head, column in (("meter", "Meter"), ("oscar", "Oscars")):
+        carried = sum(column in tf.train.Example.FromString(r).features.feature for r in records)
+        assert labelled[head]["labelled"] == carried > 0
+        assert labelled[head]["served"] == pytest.approx(labelled[head]["eval"], abs=0.02)
+
+    shifted = []
+    for r in records:
+        example = tf.train.Example.FromString(r)
+        values = example.features.feature["Reviews"].float_list.value
+        for n, v in enumerate(values):
+            values[n] = v * 100
+        shifted.append(example.SerializeToString())
+    prediction_logs(tmp_path / "shifted.tfrecord", shifted)
+
+    def cli(requests, *extra):
+        command = ["monitor", "--model", "daily_movies", "--registry", registry.root]
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *command, "--requests", str(requests), *extra],
+            cwd=REPO,
+            env=dict(os.environ, TF_USE_LEGACY_KERAS="1"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    moved = cli(tmp_path / "shifted.tfrecord", "--json", str(tmp_path / "out.json"))
+    assert moved.returncode == 1, moved.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["version"] == 2 and report["rows"] == len(records)
+    after = {(f["name"], f["distance"]): f for f in report["skew"]}
+    assert after["reviews", "jensen_shannon"]["over"], after
+    assert {k: f["value"] for k, f in after.items() if k[0] != "reviews"} == {
+        k: v for k, v in before.items() if k[0] != "reviews"
+    }
+    assert any(f["over"] for f in report["prediction_drift"]), report["prediction_drift"]
+    assert "input 'reviews' (column 'Reviews'): skew jensen_shannon" in moved.stdout
+    assert "moved most: mean " in moved.stdout
+
+    # Raw rows with a column missing, or a word in a number column: one line each.
+    columns = [i["column"] for i in INPUTS]
+    pd.DataFrame({c: ["1"] for c in columns if c != "Runtime"}).to_csv(
+        tmp_path / "few.csv", index=False
+    )
+    bad = cli(tmp_path / "few.csv")
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1, bad.stderr
+    assert f"error: {tmp_path / 'few.csv'}: no column 'Runtime' (input 'runtime')" in bad.stderr
+    row = {c: "1" for c in columns} | {"Runtime": "two hours"}
+    (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
+    message = f"{tmp_path / 'rows.jsonl'} line 1: column 'Runtime' holds 'two hours': not a num"
+    with pytest.raises(RequestError, match=re.escape(message)):
+        monitor(registry, "daily_movies", 2, str(tmp_path / "rows.jsonl"))

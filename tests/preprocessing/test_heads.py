@@ -180,3 +180,12 @@ def test_label_presence_per_head_with_mask_and_drop(tmp_path):
     assert np.isfinite(out["score_label"]).all()  # the NaN does not reach the loss
     with pytest.raises(SpecError, match=r"outputs\[0\].missing_label: must be one of"):
         Spec.from_dict({**raw, "outputs": [{**raw["outputs"][0], "missing_label": "skip"}]})
+
+
+def test_exact_auc_counts_every_pair_and_ties_half():
+    from preprocessing.heads.base import exact_auc
+
+    # 4 positive-negative pairs: 3 ordered right (0.35 < 0.4 is the one wrong).
+    assert exact_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    assert exact_auc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.2, 0.9])) == 0.875
+    assert exact_auc(np.array([1, 1]), np.array([0.2, 0.9])) == 0.5  # one class: undefined
