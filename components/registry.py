@@ -157,6 +157,21 @@ class Registry:
                 return int(entry)
         return None
 
+    def version(self, name: str, version: int | None = None) -> int:
+        """`version` if it is one of `name`'s complete versions, else its newest (None); a
+        RegistryError naming the registry and the versions it has otherwise."""
+        versions = self.versions(name) if self.exists() else []
+        if not versions:
+            raise RegistryError(f"no version of {name!r} in {self.root}")
+        if version is None:
+            return versions[-1]
+        if version not in versions:
+            raise RegistryError(
+                f"{name} has no version {version} in {self.root} "
+                f"(its versions: {', '.join(map(str, versions))})"
+            )
+        return version
+
     def _highest_number(self, name: str) -> int:
         """The highest number an entry has or had (complete, damaged or moved aside by gc): the
         next push takes the one after."""

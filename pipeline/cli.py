@@ -66,20 +66,13 @@ def cmd_report(args) -> int:
     from pipeline.constants import REPORT_FILE
 
     if args.model:
-        from components.registry import open_registry
+        from components.registry import RegistryError, open_registry
 
         registry = open_registry(args.registry)
-        versions = registry.versions(args.model) if registry.exists() else []
-        if not versions:
-            print(f"error: no version of {args.model!r} in {registry.root}", file=sys.stderr)
-            return 2
-        version = args.version or versions[-1]
-        if version not in versions:
-            print(
-                f"error: {args.model} has no version {version} in {registry.root} "
-                f"(versions: {', '.join(map(str, versions))})",
-                file=sys.stderr,
-            )
+        try:
+            version = registry.version(args.model, args.version)
+        except RegistryError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
         path = registry.version_file(args.model, version, REPORT_FILE)
         if path is None:

@@ -26,6 +26,7 @@ from pipeline.evaluation.summary import (
     fmt,
     headline_metric,
 )
+from pipeline.monitoring.drift import Finding
 from pipeline.spec import OutputSpec, Spec
 
 log = logging.getLogger(__name__)
@@ -290,20 +291,9 @@ def _drift(facts: RunFacts) -> str:
     """The data gate's drift per input against the published model's data (monitoring:)."""
     if not facts.drift_title:
         return ""
-    rows = [
-        [
-            f"{f.kind} {f.name}",
-            f.column,
-            f"{f.count} vs {f.control_count}",
-            f.distance,
-            f"{f.value:.3f}",
-            f"{f.threshold:g}",
-            f.moved,
-            "OVER" if f.over else "ok",
-        ]
-        for f in facts.drift
-    ]
-    header = ["", "column", "examples", "distance", "value", "threshold", "moved most", "verdict"]
+    # The terminal's cells, with what moved most before the verdict.
+    rows = [[*f.cells()[:-1], f.moved, f.cells()[-1]] for f in facts.drift]
+    header = [*Finding.CELLS[:-1], "moved most", Finding.CELLS[-1]]
     classes = ["fail" if f.over else "pass" for f in facts.drift]
     return (
         f"<section id='drift'><h2>Drift</h2><p>{_e(facts.drift_title)}</p>"

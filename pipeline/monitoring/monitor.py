@@ -260,12 +260,13 @@ def _examples_of(record: bytes, prediction_log_pb2) -> list[bytes]:
 
 
 # -- the model's answers ------------------------------------------------------------------------
-def answers(saved_model_dir: str, records: list[bytes]) -> dict:
-    """{output: numpy array} of serving_default on every record, in batches."""
+def answers(model, records: list[bytes]) -> dict:
+    """{output: numpy array} of the loaded SavedModel's serving_default on every record, in
+    batches."""
     import numpy as np
     import tensorflow as tf
 
-    fn = tf.saved_model.load(saved_model_dir).signatures["serving_default"]
+    fn = model.signatures["serving_default"]
     parts: dict = {}
     for start in range(0, len(records), BATCH):
         out = fn(examples=tf.constant(records[start : start + BATCH]))
@@ -335,7 +336,10 @@ def monitor(registry, name: str, version: int, requests: str) -> Report:
         thresholds.pop(column)
     report.skew = drift.compare(stats, train_stats, schema, thresholds, how="skew")
 
-    served = answers(version_dir, records)
+    import tensorflow as tf
+
+    model = tf.saved_model.load(version_dir)  # once: its answers, and its transform_features
+    served = answers(model, records)
     reference = eval_records(card.get("data", {}).get("examples_uri") or "")
     if not reference:
         report.unchecked.append(
@@ -343,7 +347,7 @@ def monitor(registry, name: str, version: int, requests: str) -> Report:
             f"({card.get('data', {}).get('examples_uri')})"
         )
     else:
-        evaluated = answers(version_dir, reference)
+        evaluated = answers(model, reference)
         report.eval_rows = len(reference)
         now = {o.name: o.head_type.monitored_values(o, served) for o in spec.outputs}
         before = {o.name: o.head_type.monitored_values(o, evaluated) for o in spec.outputs}
@@ -358,12 +362,12 @@ def monitor(registry, name: str, version: int, requests: str) -> Report:
         report.prediction_drift = drift.compare(
             head_stats, eval_stats, tfdv.infer_schema(eval_stats), limits, kind="head"
         )
-    report.labelled = labelled_metrics(version_dir, spec, schema, records, served, card)
+    report.labelled = labelled_metrics(model, spec, schema, records, served, card)
     report.seconds = time.time() - start
     return report
 
 
-def labelled_metrics(version_dir, spec, schema, records, served, card) -> list[dict]:
+def labelled_metrics(model, spec, schema, records, served, card) -> list[dict]:
     """Each head whose label column some requests carry (delayed ground truth): its primary
     metric on those requests (the partial-label rule: a request without the label weighs 0),
     next to its value on the eval split (the card's)."""
@@ -397,7 +401,7 @@ def labelled_metrics(version_dir, spec, schema, records, served, card) -> list[d
             else:
                 feature.float_list.value.append(0.0)
         filled.append(e.SerializeToString())
-    fn = tf.saved_model.load(version_dir).signatures["transform_features"]
+    fn = model.signatures["transform_features"]
     parts: dict = {}
     for start in range(0, len(filled), BATCH):
         out = fn(examples=tf.constant(filled[start : start + BATCH]))
@@ -441,13 +445,10 @@ def run(args) -> int:
     from components.registry import RegistryError, open_registry
 
     registry = open_registry(args.registry)
-    versions = registry.versions(args.model) if registry.exists() else []
-    if not versions:
-        print(f"error: no version of {args.model!r} in {registry.root}", file=sys.stderr)
-        return 2
-    version = args.version or versions[-1]
     try:
-        report = monitor(registry, args.model, version, args.requests)
+        report = monitor(
+            registry, args.model, registry.version(args.model, args.version), args.requests
+        )
     except (RequestError, RegistryError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
