@@ -2,7 +2,8 @@
 
 Signatures:
 - serving_default(examples: serialized raw tf.Example, no labels needed) -> {head: prediction,
-  <multiclass head>_class, <multilabel head>_labels}.
+  <multiclass head>_class, <multilabel head>_labels, <calibrated head>_uncalibrated (its
+  probabilities before the temperature, which TFMA judges beside the calibrated ones)}.
 - serving_raw(<input name>: [batch] raw values) -> the same dict; for TensorFlow Serving's
   REST/JSON API (`{"signature_name": "serving_raw", "instances": [{"title": ..., ...}]}`). Each
   input is named by its spec `name` (an identifier), not by its column: a column such as
@@ -22,6 +23,7 @@ from tf_keras.src.saving.legacy.saved_model.utils import keras_option_scope
 from components.contract import write_contract
 from pipeline.spec import Spec
 from preprocessing import HEAD_TYPES
+from preprocessing.heads.base import uncalibrated_name
 from trainer.data import input_feature_names
 
 
@@ -65,6 +67,7 @@ class _Exporter(tf.Module):
         self.raw_spec = tft_output.raw_feature_spec()
         self.input_raw_spec = input_raw_spec(tft_output, spec)
         self.features = input_feature_names(spec)
+        self.temperatures = temperature_layers(model, spec)
 
     def predict(self, raw_features: dict) -> dict:
         transformed = self.tft_layer(raw_features)
@@ -74,7 +77,29 @@ class _Exporter(tf.Module):
             outputs.update(
                 HEAD_TYPES[head.type].serving_outputs(head, predictions[head.name], self.info)
             )
+            if head.name in self.temperatures:
+                layer = self.temperatures[head.name]
+                outputs[uncalibrated_name(head.name)] = layer.uncalibrated(predictions[head.name])
         return outputs
+
+
+def temperature_layers(model, spec: Spec) -> dict:
+    """{head: its TemperatureActivation} of the calibrated heads (none in a model that has no
+    such layer, as the boosted rival)."""
+    from trainer.calibration import owner
+    from trainer.layers import TemperatureActivation
+
+    out = {}
+    for head in spec.outputs:
+        if head.calibration != "temperature" or not hasattr(model, "get_layer"):
+            continue
+        try:
+            layer = owner(model, head.name).get_layer(head.name)
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(layer, TemperatureActivation):
+            out[head.name] = layer
+    return out
 
 
 def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bool = True) -> None:

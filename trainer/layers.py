@@ -47,6 +47,15 @@ class TemperatureActivation(keras.layers.Layer):
         scaled = logits / self.temperature
         return tf.nn.softmax(scaled) if self.activation == "softmax" else tf.sigmoid(scaled)
 
+    def uncalibrated(self, probabilities):
+        """The probabilities at temperature 1 from this layer's outputs: the logits are T times
+        their log-odds (sigmoid) or log-probabilities up to a constant (softmax). A saturated 0
+        or 1 stays one (log 0 is -inf, and so is T times it)."""
+        log_p = tf.math.log(probabilities)
+        if self.activation == "softmax":
+            return tf.nn.softmax(self.temperature * log_p)
+        return tf.sigmoid(self.temperature * (log_p - tf.math.log1p(-probabilities)))
+
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
 

@@ -8,6 +8,11 @@ table (every spec with `output_names=[head]`); the head's gates become value and
 thresholds on the overall slice. A rival's config (`rival="gbdt"`) is the same with only the gates
 that beat it, as change thresholds against it (the rival is TFMA's baseline model there). Slices: overall plus every slice the spec declares (the
 `slice_<name>` features Transform makes).
+
+A head with `calibration: temperature` whose type names `calibration_metrics` (binary: TFMA's
+`Calibration` and `CalibrationPlot`) also has them measured on `<head>_uncalibrated`, its
+probabilities before the temperature, so the eval split shows its calibration before and after
+(the candidate only: a published model may predate the output; never gated).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import tensorflow_model_analysis as tfma
 
 from pipeline.spec import Gate, OutputSpec, Spec, SpecError
-from preprocessing.heads.base import label_name
+from preprocessing.heads.base import label_name, uncalibrated_name
 from preprocessing.transform import slice_name
 
 
@@ -86,6 +91,26 @@ def metrics_specs(head: OutputSpec, rival: str | None = None) -> list[tfma.Metri
     return head_type.tfma_metrics_specs(head, configs, extras)
 
 
+def uncalibrated_heads(spec: Spec) -> list[OutputSpec]:
+    """The heads TFMA also judges before their temperature."""
+    return [
+        o
+        for o in spec.outputs
+        if o.calibration == "temperature" and o.head_type.calibration_metrics
+    ]
+
+
+def uncalibrated_metrics_specs(head: OutputSpec) -> list[tfma.MetricsSpec]:
+    names = (*head.head_type.calibration_metrics, "WeightedExampleCount")
+    return [
+        tfma.MetricsSpec(
+            output_names=[uncalibrated_name(head.name)],
+            model_names=[tfma.CANDIDATE_KEY],  # TFMA makes it "" when there is no baseline
+            metrics=[tfma.MetricConfig(class_name=n) for n in names],
+        )
+    ]
+
+
 def build_eval_config(spec: Spec, rival: str | None = None) -> tfma.EvalConfig:
     """The Evaluator's config (rival None), or a rival's (the candidate against the rival model
     as TFMA's baseline: every metric of both per head and slice, the `beats` gates thresholds)."""
@@ -100,16 +125,24 @@ def build_eval_config(spec: Spec, rival: str | None = None) -> tfma.EvalConfig:
                 )
             ],
         )
+    before = uncalibrated_heads(spec) if rival is None else []
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name="serving_default",
-                label_keys={o.name: label_name(o.name) for o in spec.outputs},
-                example_weight_keys={o.name: o.label_present for o in spec.outputs},
+                label_keys={
+                    **{o.name: label_name(o.name) for o in spec.outputs},
+                    **{uncalibrated_name(o.name): label_name(o.name) for o in before},
+                },
+                example_weight_keys={
+                    **{o.name: o.label_present for o in spec.outputs},
+                    **{uncalibrated_name(o.name): o.label_present for o in before},
+                },
                 preprocessing_function_names=["transform_features"],
             )
         ],
-        metrics_specs=[s for head in spec.outputs for s in metrics_specs(head, rival)],
+        metrics_specs=[s for head in spec.outputs for s in metrics_specs(head, rival)]
+        + [s for head in before for s in uncalibrated_metrics_specs(head)],
         slicing_specs=[tfma.SlicingSpec()]
         + [tfma.SlicingSpec(feature_keys=[slice_name(s.name)]) for s in spec.slices],
     )

@@ -28,6 +28,7 @@ from pipeline.evaluation.summary import (
 )
 from pipeline.monitoring.drift import Finding
 from pipeline.spec import OutputSpec, Spec
+from preprocessing.heads.base import uncalibrated_name
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +203,24 @@ def _head_plots(facts: RunFacts, head: OutputSpec) -> tuple[str, list]:
             )
             out += [(roc, f"{head.name}: ROC"), (pr, f"{head.name}: precision-recall")]
         elif kind == "calibration" and "calibration_histogram_buckets" in data:
-            drawn = plots.calibration(data["calibration_histogram_buckets"].buckets, head.name)
+            # A calibrated head's probabilities before its temperature, as TFMA judged them.
+            before = facts.plot_data.get(uncalibrated_name(head.name), {})
+            before = before.get("calibration_histogram_buckets")
+            drawn = plots.calibration(
+                data["calibration_histogram_buckets"].buckets,
+                head.name,
+                before=before.buckets if before is not None else None,
+            )
             if drawn:
                 out.append((drawn[0], f"{head.name}: reliability diagram"))
-                notes.append(f"Expected calibration error: {drawn[1]:.4f}.")
+                notes.append(
+                    f"Expected calibration error: {drawn[1]:.4f}"
+                    + (
+                        f" (before its temperature: {drawn[2]:.4f})."
+                        if drawn[2] is not None
+                        else "."
+                    )
+                )
         elif kind == "confusion" and "multi_class_confusion_matrix_at_thresholds" in data:
             matrices = data["multi_class_confusion_matrix_at_thresholds"].matrices
             if matrices:

@@ -115,10 +115,10 @@ def roc_and_pr(matrices: list, auc: float | None, title: str) -> tuple[str, str]
     return roc, _uri(fig)
 
 
-def calibration(buckets: list, title: str, bins: int = 10) -> tuple[str, float] | None:
-    """Reliability diagram from TFMA's calibration histogram (re-binned to `bins` equal-width
-    bins of the predicted probability) and its expected calibration error: the examples'
-    weighted mean |mean label - mean prediction| over the bins."""
+def reliability(buckets: list, bins: int = 10) -> tuple[list, float] | None:
+    """TFMA's calibration histogram re-binned to `bins` equal-width bins of the predicted
+    probability: ([(mean prediction, mean label, weight) per non-empty bin], expected
+    calibration error: the examples' weighted mean |mean label - mean prediction| over them)."""
     sums = [[0.0, 0.0, 0.0] for _ in range(bins)]  # weight, label, prediction
     for b in buckets:
         if b.num_weighted_examples.value <= 0:
@@ -133,17 +133,38 @@ def calibration(buckets: list, title: str, bins: int = 10) -> tuple[str, float] 
     if total <= 0:
         return None
     kept = [(s[2] / s[0], s[1] / s[0], s[0]) for s in sums if s[0] > 0]
-    ece = sum(w / total * abs(label - pred) for pred, label, w in kept)
+    return kept, sum(w / total * abs(label - pred) for pred, label, w in kept)
+
+
+def calibration(
+    buckets: list, title: str, bins: int = 10, before: list | None = None
+) -> tuple[str, float, float | None] | None:
+    """Reliability diagram from TFMA's calibration histogram, with the one of the probabilities
+    before the head's temperature (`before`, a calibrated head's) when given: (figure, ECE,
+    ECE before or None)."""
+    after = reliability(buckets, bins)
+    if after is None:
+        return None
+    earlier = reliability(before, bins) if before else None
     fig, ax = _figure(4.0, 3.4)
     ax.plot([0, 1], [0, 1], color=MUTED, ls=":", label="perfect")
-    ax.plot([k[0] for k in kept], [k[1] for k in kept], "o-", color=ACCENT, label="model")
+    if earlier:
+        ax.plot(
+            [k[0] for k in earlier[0]],
+            [k[1] for k in earlier[0]],
+            "o--",
+            color=MUTED,
+            label=f"before temperature (ECE {earlier[1]:.3f})",
+        )
+    label = "model" if earlier is None else "calibrated"
+    ax.plot([k[0] for k in after[0]], [k[1] for k in after[0]], "o-", color=ACCENT, label=label)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("fraction positive")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"{title}: reliability (ECE {ece:.3f})", fontsize=9)
-    return _uri(fig), ece
+    ax.set_title(f"{title}: reliability (ECE {after[1]:.3f})", fontsize=9)
+    return _uri(fig), after[1], earlier[1] if earlier else None
 
 
 def confusion(matrix: list[list[float]], names: list[str], title: str) -> str:

@@ -169,6 +169,16 @@ def print_evaluation(spec: Spec, summary: EvaluationSummary, blessed: bool) -> N
             f"{fmt(r.baseline):>9s}{rival_values}  {r.threshold:44s} "
             f"{'pass' if r.passed else 'FAIL'}"
         )
+    from preprocessing.heads.base import uncalibrated_name  # TensorFlow: not at import
+
+    for head in spec.outputs:
+        before = summary.value(uncalibrated_name(head.name), "calibration")
+        after = summary.value(head.name, "calibration")
+        if before is not None and after is not None:
+            print(
+                f"  {head.name} calibration (TFMA: mean prediction / mean label, 1 is calibrated): "
+                f"{before:.3f} before its temperature, {after:.3f} after"
+            )
     weakest = summary.weakest_slices(spec)
     if weakest:
         print(f"\nWeakest slices (at least {MIN_SLICE_EXAMPLES} examples):")

@@ -30,6 +30,12 @@ def label_name(head: str) -> str:
     return f"{head}_label"
 
 
+def uncalibrated_name(head: str) -> str:
+    """serving_default's output of a calibrated head's probabilities before its temperature (TFMA
+    judges both: pipeline/evaluation/eval_config.py)."""
+    return f"{head}_uncalibrated"
+
+
 def label_present_name(head: str) -> str:
     """The 0/1 feature saying whether an example counts for this head (its label is present)."""
     return f"{head}_label_present"
@@ -102,6 +108,9 @@ class HeadType(Configurable):
     # each reads TFMA's plots or metrics, so tfma_extras must ask for what they read.
     report_plots: ClassVar[tuple[str, ...]] = ()
     activation: ClassVar[str | None] = None
+    # TFMA's metrics judging a calibrated head's probabilities before its temperature, beside
+    # the same ones of tfma_extras after it (empty: the training report's before/after only).
+    calibration_metrics: ClassVar[tuple[str, ...]] = ()
 
     @property
     def default_loss(self) -> str:

@@ -76,6 +76,7 @@ class Binary(HeadType):
         "CalibrationPlot",
     )
     report_plots = ("roc_pr", "calibration")
+    calibration_metrics = ("Calibration", "CalibrationPlot")
 
     def transform_label(self, x, head):
         options = head.options

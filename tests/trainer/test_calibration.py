@@ -28,20 +28,30 @@ def calibrated_spec(spec, heads=("oscar", "genre")):
     return Spec.from_dict(raw)
 
 
-def test_an_over_confident_head_is_cooled_and_its_held_out_log_loss_falls(movies_prepared):
+@pytest.fixture(scope="module")
+def over_confident(movies_prepared):
+    """oscar and genre calibrated; one epoch, then oscar's logits x8 (over-confident on
+    purpose), its logits on the eval rows, and the temperatures fitted on the training rows."""
     p = movies_prepared
     spec = calibrated_spec(p.spec)
     model = compile_model(build_model(spec, p.info), spec, p.info)
     model.fit(
         make_dataset(p.train_files, spec, p.info, 32, shuffle=True, seed=1), epochs=1, verbose=0
     )
-    # Over-confident on purpose: oscar's logits x8.
     layer = model.get_layer("oscar_logits")
     kernel, bias = layer.get_weights()
     layer.set_weights([kernel * 8, bias * 8])
     heads = [h for h in spec.outputs if h.name == "oscar"]
     held_out = head_logits(model, spec, p.info, p.eval_files, 64, heads)["oscar"]
     report = calibrate(model, spec, p.info, p.train_files, 64)  # fitted on other rows
+    return spec, model, held_out, report
+
+
+def test_an_over_confident_head_is_cooled_and_its_held_out_log_loss_falls(
+    movies_prepared, over_confident
+):
+    p = movies_prepared
+    spec, model, held_out, report = over_confident
     t = float(model.get_layer("oscar").temperature.numpy())  # in the model: what it serves
     assert t > 2 and report["oscar"]["temperature"] == pytest.approx(t, rel=1e-4), report
     logits, labels, weights = held_out
@@ -134,3 +144,90 @@ def test_a_head_served_from_its_own_epoch_is_calibrated_in_that_epoch_s_copy(mov
         scaled_probabilities(logits[:8], t, "sigmoid"),
         atol=1e-5,
     )
+
+
+def test_tfma_judges_a_calibrated_head_before_and_after_its_temperature(
+    movies_prepared, over_confident, tmp_path
+):
+    """The export serves oscar's probabilities before its temperature as `oscar_uncalibrated`;
+    a real TFMA run of the Evaluator's config, against a published model that predates that
+    output (TFMA's baseline), measures Calibration and the calibration plot on both sides of
+    the temperature for the candidate only, and the plots' ECE falls."""
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from conftest import MOVIES_FIXTURE_CSV, read_csv_columns, tft_examples
+    from tft_harness import serialize
+
+    from pipeline.evaluation import plots
+    from pipeline.evaluation.eval_config import build_eval_config
+    from trainer.export import export
+
+    p = movies_prepared
+    spec, candidate, held_out, _ = over_confident
+    models = {"candidate": candidate, "baseline": build_model(p.spec, p.info)}  # untrained
+    t = float(candidate.get_layer("oscar").temperature.numpy())
+    for name, model_spec in (("candidate", spec), ("baseline", p.spec)):
+        # What TFMA reads (serving_default, transform_features), as for the boosted rival.
+        export(models[name], p.tft_output, model_spec, p.info, str(tmp_path / name), False)
+
+    # The eval rows (the fixture's last quarter of 200), raw, as the Evaluator reads them.
+    instances, feature_spec = tft_examples(*read_csv_columns(MOVIES_FIXTURE_CSV, 200))
+    records = [serialize(i, feature_spec) for i in instances[150:200]]
+    data = str(tmp_path / "eval.tfrecord")
+    with tf.io.TFRecordWriter(data) as writer:
+        for r in records:
+            writer.write(r)
+    served = tf.saved_model.load(str(tmp_path / "candidate")).signatures["serving_default"](
+        examples=tf.constant(records)
+    )
+    logits = held_out[0]
+    np.testing.assert_allclose(
+        served["oscar_uncalibrated"].numpy(),
+        scaled_probabilities(logits, 1.0, "sigmoid"),
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        served["oscar"].numpy(), scaled_probabilities(logits, t, "sigmoid"), atol=1e-5
+    )
+
+    config = tfma.utils.update_eval_config_with_defaults(build_eval_config(spec), has_baseline=True)
+    shared = [
+        tfma.default_eval_shared_model(
+            str(tmp_path / name),
+            eval_config=config,
+            model_name=getattr(tfma, f"{name.upper()}_KEY"),
+        )
+        for name in ("candidate", "baseline")
+    ]
+    out = str(tmp_path / "evaluation")
+    tfma.run_model_analysis(
+        eval_shared_model=shared,
+        eval_config=config,
+        data_location=data,
+        output_path=out,
+        pipeline_options=PipelineOptions(["--direct_running_mode=in_memory"]),
+    )
+    metrics = {}
+    for record in tfma.load_metrics(out):
+        if not record.slice_key.single_slice_keys:
+            for kv in record.metric_keys_and_values:
+                if not kv.key.is_diff:
+                    metrics[kv.key.model_name, kv.key.output_name, kv.key.name] = (
+                        kv.value.double_value.value
+                    )
+    assert ("candidate", "oscar_uncalibrated", "calibration") in metrics
+    assert not any(k[1] == "oscar_uncalibrated" for k in metrics if k[0] == "baseline")
+    buckets = {}
+    for record in tfma.load_plots(out):
+        if not record.slice_key.single_slice_keys:
+            for kv in record.plot_keys_and_values:
+                if kv.value.HasField("calibration_histogram_buckets"):
+                    buckets[kv.key.model_name, kv.key.output_name] = (
+                        kv.value.calibration_histogram_buckets.buckets
+                    )
+    _, after, before = plots.calibration(
+        buckets["candidate", "oscar"], "oscar", before=buckets["candidate", "oscar_uncalibrated"]
+    )
+    print(f"T {t:.3f}, ECE {before:.4f} -> {after:.4f}", sorted(metrics.items()))
+    assert after < before
