@@ -20,15 +20,26 @@ def test_movies_eval_config():
     spec = load_spec(f"{REPO}/data/movies/movies.yaml")
     config = build_eval_config(spec)
     (model,) = config.model_specs
+    # oscar is calibrated: its probabilities before the temperature are judged on its label too.
     assert dict(model.label_keys) == {
         "meter": "meter_label",
         "oscar": "oscar_label",
         "genre": "genre_label",
+        "oscar_uncalibrated": "oscar_label",
     }
+    assert model.example_weight_keys["oscar_uncalibrated"] == "oscar_label_present"
     assert list(model.preprocessing_function_names) == ["transform_features"]
     assert model.signature_name == "serving_default"
     heads = specs_by_head(config)
-    assert set(heads) == {"meter", "oscar", "genre"}
+    assert set(heads) == {"meter", "oscar", "genre", "oscar_uncalibrated"}
+    (before,) = heads["oscar_uncalibrated"]
+    assert list(before.model_names) == [tfma.CANDIDATE_KEY]  # never asked of a baseline
+    assert {m.class_name for m in before.metrics} == {
+        "Calibration",
+        "CalibrationPlot",
+        "WeightedExampleCount",
+    }
+    assert not any(m.per_slice_thresholds or m.HasField("threshold") for m in before.metrics)
     meter = {m.class_name: m for m in heads["meter"][0].metrics}
     assert {
         "MeanAbsoluteError",
