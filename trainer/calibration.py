@@ -102,6 +102,21 @@ def owner(model, head: str):
     return layer.input._keras_history.layer  # the copy of the network at the head's epoch
 
 
+def temperature_layer(model, head: str):
+    """`head`'s TemperatureActivation in `model` (in the copy of the network that `head` reads),
+    or None when there is none: an uncalibrated head, or a model without layers (the boosted
+    rival)."""
+    from trainer.layers import TemperatureActivation
+
+    if not hasattr(model, "get_layer"):
+        return None
+    try:
+        layer = owner(model, head).get_layer(head)
+    except (ValueError, AttributeError):
+        return None
+    return layer if isinstance(layer, TemperatureActivation) else None
+
+
 def head_logits(model, spec, info, files, batch: int, heads: list) -> dict:
     """{head: (logits [N, K], labels, label mask [N])} over `files`."""
     import tf_keras as keras
@@ -141,7 +156,7 @@ def calibrate(model, spec, info, files, batch: int) -> dict:
         temperature = fit_temperature(logits, labels, weights, activation)
         before = scaled_probabilities(logits, 1.0, activation)
         after = scaled_probabilities(logits, temperature, activation)
-        owner(model, name).get_layer(name).temperature.assign(temperature)
+        temperature_layer(model, name).temperature.assign(temperature)
         report[name] = {
             "temperature": round(temperature, 4),
             "log_loss_before": round(log_loss(before, labels, weights, activation), 5),

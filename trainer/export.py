@@ -86,20 +86,11 @@ class _Exporter(tf.Module):
 def temperature_layers(model, spec: Spec) -> dict:
     """{head: its TemperatureActivation} of the calibrated heads (none in a model that has no
     such layer, as the boosted rival)."""
-    from trainer.calibration import owner
-    from trainer.layers import TemperatureActivation
+    from trainer.calibration import temperature_layer
 
-    out = {}
-    for head in spec.outputs:
-        if head.calibration != "temperature" or not hasattr(model, "get_layer"):
-            continue
-        try:
-            layer = owner(model, head.name).get_layer(head.name)
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(layer, TemperatureActivation):
-            out[head.name] = layer
-    return out
+    calibrated = [h.name for h in spec.outputs if h.calibration == "temperature"]
+    layers = {name: temperature_layer(model, name) for name in calibrated}
+    return {name: layer for name, layer in layers.items() if layer is not None}
 
 
 def export(model, tft_output, spec: Spec, info, export_dir: str, serving_raw: bool = True) -> None:
