@@ -122,7 +122,7 @@ def kubeflow_pipeline(
             component.exec_properties["run"] = ""
     r = resources or Resources()
     for component in pipeline.components:
-        if component.id == "Trainer":
+        if component.id in ("Trainer", "Tuner"):  # the Tuner's trials are trainings too
             config = _resource_spec(
                 r.trainer_cpu,
                 r.trainer_memory,

@@ -16,6 +16,7 @@ from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGe
 from tfx.components.statistics_gen.component import StatisticsGen
 from tfx.components.trainer.component import Trainer
 from tfx.components.transform.component import Transform
+from tfx.components.tuner.component import Tuner
 from tfx.dsl.experimental.conditionals.conditional import Cond
 from tfx.dsl.placeholder import placeholder as ph
 from tfx.orchestration.data_types import RuntimeParameter
@@ -40,6 +41,7 @@ from pipeline.version import (
 
 PREPROCESSING_FN = "preprocessing.transform.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
+TUNER_FN = "trainer.tuning.tuner_fn"
 BOOSTED_RUN_FN = "trainer.gbdt.run_fn"
 
 
@@ -106,8 +108,8 @@ def create_pipeline(
     pipeline_name: str | None = None,
 ) -> Pipeline:
     """ExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator -> DataGate -> Transform
-    -> Trainer -> Evaluator (compared with the published model: PublishedBaseline)
-    -> RegistryPusher; beside the Trainer, for each rival in `evaluation.baselines`, its own
+    -> Trainer (after TFX's Tuner, with tuning.trials) -> Evaluator (compared with the published
+    model: PublishedBaseline) -> RegistryPusher; beside the Trainer, for each rival in `evaluation.baselines`, its own
     Trainer (BoostedTrainer: gradient-boosted trees per head on the same Transform output) and an
     Evaluator comparing the candidate with it (BoostedEvaluator; its `beats` gates must pass too).
 
@@ -133,7 +135,9 @@ def create_pipeline(
         **{k: v for k, v in spec_dict.items() if k not in ("evaluation", "monitoring")},
         "outputs": [{**o, "gates": []} for o in spec_dict["outputs"]],
     }
-    transform_dict = {k: v for k, v in training_dict.items() if k not in ("training", "model")}
+    transform_dict = {
+        k: v for k, v in training_dict.items() if k not in ("training", "model", "tuning")
+    }
 
     run_id = uuid.uuid4().hex  # a parameter of the steps that must never come from the cache
     example_gen = _example_gen(spec, data_root)
@@ -180,20 +184,37 @@ def create_pipeline(
         disable_statistics=True,
     )
     transform.add_upstream_node(data_gate)
+    train_args = (
+        train_steps
+        if isinstance(train_steps, RuntimeParameter)
+        else trainer_pb2.TrainArgs(num_steps=train_steps)
+        if train_steps
+        else None
+    )
+    # Early stopping, model selection and the Tuner's trials watch the validation split, never
+    # eval.
+    validation = trainer_pb2.EvalArgs(splits=["validation"], num_steps=None)
+    # tuning.trials: TFX's Tuner searches the spec's options first (trainer/tuning.py); cached
+    # like the Trainer's inputs, so a re-run with the same spec and data reuses the search.
+    tuner = None
+    if spec.tuning["trials"]:
+        tuner = Tuner(
+            tuner_fn=TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=train_args,
+            eval_args=validation,
+            custom_config={"spec": training_dict, "code": code_fingerprint(TRAINER_CODE)},
+        )
     trainer = Trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=(
-            train_steps
-            if isinstance(train_steps, RuntimeParameter)
-            else trainer_pb2.TrainArgs(num_steps=train_steps)
-            if train_steps
-            else None
-        ),
-        # Early stopping and model selection watch the validation split, never eval.
-        eval_args=trainer_pb2.EvalArgs(splits=["validation"], num_steps=None),
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
+        train_args=train_args,
+        eval_args=validation,
         custom_config={
             "spec": training_dict,
             "code": code_fingerprint(TRAINER_CODE),
@@ -208,6 +229,7 @@ def create_pipeline(
         example_validator,
         data_gate,
         transform,
+        *([tuner] if tuner else []),
         trainer,
     ]
     if baseline:
@@ -229,7 +251,7 @@ def create_pipeline(
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
-            eval_args=trainer_pb2.EvalArgs(splits=["validation"], num_steps=None),
+            eval_args=validation,
             # The trees read the transformed data and the seed only: other training or model
             # settings reuse them from the cache.
             custom_config={

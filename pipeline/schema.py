@@ -20,6 +20,7 @@ from pipeline.spec import (
     PIPELINE_NAME_RE,
     SCHEDULE_OPTIONS,
     TRAINING_OPTIONS,
+    TUNING_OPTIONS,
 )
 from preprocessing import HEAD_TYPES, MODALITIES
 from preprocessing.options import object_schema, options_table
@@ -30,6 +31,7 @@ SECTIONS = {
     "evaluation": EVALUATION_OPTIONS,
     "schedule": SCHEDULE_OPTIONS,
     "monitoring": MONITORING_OPTIONS,
+    "tuning": TUNING_OPTIONS,
 }
 _NAME = {"type": "string", "pattern": NAME_RE.pattern}
 _COLUMN = {"type": "string", "minLength": 1, "description": "the column (default: the name)"}

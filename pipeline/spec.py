@@ -278,6 +278,105 @@ MODEL_OPTIONS = {
         0.0, "in training, drop a whole input with this probability", Number(0, 1.0)
     ),
 }
+# What TFX's Tuner may search (trainer/tuning.py): the options of these sections, each value
+# checked by the option's own declaration.
+SEARCHABLE = {"training": TRAINING_OPTIONS, "model": MODEL_OPTIONS}
+
+
+@dataclass(frozen=True)
+class SearchSpace(Check):
+    """{"<section>.<option>": [values] or {min, max, log}} over the SEARCHABLE options."""
+
+    def error(self, value):
+        if not isinstance(value, dict) or not value:
+            return (
+                "must map training.<option> or model.<option> to a list of values or to "
+                f"{{min, max, log}}, got {value!r}"
+            )
+        for key, values in value.items():
+            section, _, name = str(key).partition(".")
+            declared = SEARCHABLE.get(section, {})
+            if name not in declared:
+                known = ", ".join(f"{s}.{o}" for s, opts in SEARCHABLE.items() for o in opts)
+                return f"{key!r} is no searchable option (known: {known})"
+            check = declared[name].check
+            if isinstance(values, list):
+                if not values:
+                    return f"{key}: an empty list of values"
+                for v in values:
+                    if (problem := check.error(v)) is not None:
+                        return f"{key}: {v!r} {problem}"
+                if len({json.dumps(v) for v in values}) != len(values):
+                    return f"{key}: a value is listed twice"
+            elif isinstance(values, dict):
+                if not isinstance(check, Integer | Number):
+                    return f"{key}: a range takes a number option; give a list of values"
+                unknown = set(values) - {"min", "max", "log"}
+                if unknown or "min" not in values or "max" not in values:
+                    return f"{key}: a range is {{min, max}} with an optional log: true"
+                low, high = values["min"], values["max"]
+                for v in (low, high):
+                    if (problem := check.error(v)) is not None:
+                        return f"{key}: {problem}"
+                if not low < high:
+                    return f"{key}: min must be below max, got {low!r} and {high!r}"
+                if values.get("log", False) not in (True, False):
+                    return f"{key}: log must be true or false"
+                if values.get("log") and low <= 0:
+                    return f"{key}: a log range must start above 0"
+            else:
+                return f"{key}: must be a list of values or {{min, max, log}}, got {values!r}"
+        return None
+
+    def json_schema(self):
+        return {
+            "type": "object",
+            "additionalProperties": {
+                "oneOf": [
+                    {"type": "array", "minItems": 1},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "min": {"type": "number"},
+                            "max": {"type": "number"},
+                            "log": {"type": "boolean"},
+                        },
+                        "required": ["min", "max"],
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+        }
+
+    def describe(self):
+        return "{training.<option> or model.<option>: [values] or {min, max, log}}"
+
+
+TUNING_OPTIONS = {
+    "trials": Option(
+        0,
+        "KerasTuner trials run by TFX's Tuner before the Trainer, each a whole training scored "
+        "on the validation split; the Trainer takes the best (0: no Tuner, the spec's values)",
+        Integer(0),
+    ),
+    "algorithm": Option(
+        "bayesian",
+        "bayesian (KerasTuner's BayesianOptimization) or random; the first trial is always the "
+        "spec's own values",
+        Choice(("bayesian", "random")),
+    ),
+    "space": Option(
+        {
+            "training.learning_rate": {"min": 0.0003, "max": 0.003, "log": True},
+            "model.dropout": [0.1, 0.2, 0.3],
+            "model.trunk_units": [[128, 64], [256, 128], [256]],
+        },
+        "the options searched and their values: a list, or {min, max, log} for a number",
+        SearchSpace(),
+    ),
+}
+TUNING_DEFAULTS = {k: o.default for k, o in TUNING_OPTIONS.items()}
+
 # When a scheduler (Airflow, a Kubeflow recurring run) runs the pipeline; the Airflow DAG's
 # environment variables override these. The start is a fixed date, never the day the DAG file is
 # parsed: a scheduler re-parses the file every 30 s or so, and a start that moves with it moves
@@ -457,6 +556,7 @@ class Spec:
     schedule: dict = field(default_factory=lambda: dict(SCHEDULE_DEFAULTS))
     evaluation: dict = field(default_factory=lambda: dict(EVALUATION_DEFAULTS))
     monitoring: dict = field(default_factory=lambda: copy.deepcopy(MONITORING_DEFAULTS))
+    tuning: dict = field(default_factory=lambda: copy.deepcopy(TUNING_DEFAULTS))
     source: str = "<dict>"
 
     def to_dict(self) -> dict:
@@ -524,6 +624,7 @@ class Spec:
             "schedule": dict(self.schedule),
             "evaluation": {k: list(v) for k, v in self.evaluation.items()},
             "monitoring": copy.deepcopy(self.monitoring),
+            "tuning": copy.deepcopy(self.tuning),
             "source": self.source,
         }
 
@@ -606,6 +707,7 @@ class _Parser:
             "schedule",
             "evaluation",
             "monitoring",
+            "tuning",
             "source",
         }
         for key in raw:
@@ -627,6 +729,7 @@ class _Parser:
         schedule = self._schedule(raw.get("schedule"))
         evaluation = self._section("evaluation", raw.get("evaluation"), EVALUATION_OPTIONS)
         monitoring = self._section("monitoring", raw.get("monitoring"), MONITORING_OPTIONS)
+        tuning = self._section("tuning", raw.get("tuning"), TUNING_OPTIONS)
         self._cross_checks(inputs, outputs, slices, data)
         self._monitored(inputs, monitoring)
         self._rival_gates(outputs, evaluation["baselines"])
@@ -643,6 +746,7 @@ class _Parser:
             schedule=schedule,
             evaluation=evaluation,
             monitoring=monitoring,
+            tuning=tuning,
             source=raw.get("source", self.source),
         )
 

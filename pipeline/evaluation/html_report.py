@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline.evaluation import plots
-from pipeline.evaluation.report import versus_trivial
+from pipeline.evaluation.report import tuned_values, versus_trivial
 from pipeline.evaluation.summary import (
     MIN_SLICE_EXAMPLES,
     OVERALL,
@@ -335,6 +335,8 @@ def _model(facts: RunFacts) -> str:
         ],
         ["weight averaging (momentum)", report.get("weight_averaging") or "off"],
     ]
+    if tuned := tuned_values(report):
+        rows.append(["tuned by TFX's Tuner", tuned])
     model = report.get("model", {})
     if model:
         rows.append(["parameters", f"{model['parameters']:,}"])

@@ -97,6 +97,11 @@ def print_boosted_report(model_run_uri: str) -> None:
     )
 
 
+def tuned_values(report: dict) -> str:
+    """The values TFX's Tuner chose (the training report's `hyperparameters`), '' without one."""
+    return ", ".join(f"{k} {v}" for k, v in (report.get("hyperparameters") or {}).items())
+
+
 def print_training_report(model_run_uri: str) -> None:
     """Per-head validation metrics next to what a trivial predictor scores."""
     report = load_training_report(model_run_uri)
@@ -121,6 +126,8 @@ def print_training_report(model_run_uri: str) -> None:
     )
     if labelled:
         print(f"  rows with the head's label (train/validation): {labelled}")
+    if tuned := tuned_values(report):
+        print(f"  tuned (TFX's Tuner, the best trial on validation): {tuned}")
     for head, c in report.get("calibration", {}).items():
         print(
             f"  {head} calibrated: temperature {c['temperature']:g}; log loss "

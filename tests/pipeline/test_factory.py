@@ -56,3 +56,29 @@ def test_drift_thresholds_re_run_the_data_gate_only(tmp_path):
     assert changed["DataGate"] != base["DataGate"]
     for step in ("Transform", "Trainer", "BoostedTrainer", "Evaluator", "BoostedEvaluator"):
         assert changed[step] == base[step], step
+
+
+def test_tuning_puts_tfx_tuner_before_the_trainer_and_re_runs_neither_transform_nor_the_trees(
+    tmp_path,
+):
+    raw = load_spec(MOVIES_FIXTURE_SPEC).to_dict()
+    raw["evaluation"] = {"baselines": ["gbdt"]}
+    base = keys(Spec.from_dict(raw), tmp_path)
+    assert "Tuner" not in base
+    raw["tuning"] = {"trials": 4, "space": {"model.dropout": [0.1, 0.3]}}
+    spec = Spec.from_dict(raw)
+    tuning = keys(spec, tmp_path)
+    for step in ("Transform", "BoostedTrainer", "Evaluator", "BoostedEvaluator"):
+        assert tuning[step] == base[step], step
+    assert tuning["Trainer"] != base["Trainer"]
+    pipeline = create_pipeline(spec, str(tmp_path), registry=str(tmp_path / "registry"))
+    steps = {c.id: c for c in pipeline.components}
+    tuner, trainer = steps["Tuner"], steps["Trainer"]
+    # The Trainer trains with the Tuner's best values; both read the Transform's output and
+    # watch the validation split.
+    assert trainer.inputs["hyperparameters"] is tuner.outputs["best_hyperparameters"]
+    assert tuner.inputs["examples"] is trainer.inputs["examples"]
+    for step in (tuner, trainer):
+        assert json.loads(step.exec_properties["eval_args"])["splits"] == ["validation"]
+    assert json.loads(tuner.exec_properties["custom_config"])["spec"]["tuning"]["trials"] == 4
+    assert "run" not in json.loads(tuner.exec_properties["custom_config"])  # cached

@@ -1,0 +1,147 @@
+"""TFX's own Tuner executor (KerasTuner) searching the spec's options on the movies fixture's
+real transformed examples, then TFX's own Trainer executor training with its best values."""
+
+import dataclasses
+import json
+import os
+import shutil
+
+import pytest
+from tfx.components.trainer import executor as trainer_executor
+from tfx.components.tuner import executor as tuner_executor
+from tfx.dsl.components.base import base_executor
+from tfx.proto import trainer_pb2
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import json_utils, proto_utils
+
+from pipeline.constants import TRAINING_REPORT_FILE
+from pipeline.spec import Spec, SpecError
+from trainer.model import build_model
+from trainer.tuning import hyperparameters, tuned, weighted_validation_loss
+
+SPACE = {"training.learning_rate": [0.001, 0.05], "model.trunk_units": [[128, 64], [16]]}
+
+
+def _tuning_spec(spec, **tuning):
+    raw = spec.to_dict()
+    raw["tuning"] = {"trials": 3, "algorithm": "random", "space": SPACE, **tuning}
+    raw["evaluation"] = {"baselines": []}
+    raw["training"]["epochs"] = 2  # each trial is a whole training: 2 epochs of 150 rows
+    return Spec.from_dict(raw)
+
+
+def test_the_search_space_is_checked_by_each_options_own_declaration(movies_fixture_spec):
+    raw = movies_fixture_spec.to_dict()
+    for space, message in [
+        ({"training.learnin_rate": [0.1]}, "'training.learnin_rate' is no searchable option"),
+        ({"training.learning_rate": [0.01, -1]}, "learning_rate: -1 must be a number > 0"),
+        ({"model.fusion": ["concatenate", "mean"]}, "model.fusion: 'mean' must be one of"),
+        ({"model.fusion": {"min": 1, "max": 2}}, "a range takes a number option"),
+        ({"model.dropout": {"min": 0.5, "max": 0.1}}, "min must be below max"),
+        ({"training.learning_rate": {"min": 0, "max": 0.1, "log": True}}, "must be a number > 0"),
+        ({"model.trunk_units": [[64], [64]]}, "a value is listed twice"),
+    ]:
+        with pytest.raises(SpecError) as e:
+            Spec.from_dict({**raw, "tuning": {"trials": 2, "space": space}})
+        assert "tuning.space" in str(e.value) and message in str(e.value), (space, str(e.value))
+    with pytest.raises(SpecError, match="tuning.trials: must be an integer >= 0"):
+        Spec.from_dict({**raw, "tuning": {"trials": -1}})
+
+
+def test_a_trial_spec_takes_the_trials_values_and_defaults_are_the_specs_own(
+    movies_fixture_spec,
+):
+    spec = _tuning_spec(movies_fixture_spec)
+    hp = hyperparameters(spec)
+    # The first trial (the space's defaults) is the spec as written.
+    assert hp.values == {"training.learning_rate": 0.001, "model.trunk_units": "[128, 64]"}
+    assert tuned(spec, hp.values) == spec
+    other = tuned(spec, {"training.learning_rate": 0.05, "model.trunk_units": "[16]"})
+    assert other.training["learning_rate"] == 0.05 and other.model["trunk_units"] == [16]
+    assert other.training["epochs"] == spec.training["epochs"]  # what the space leaves alone
+    ranged = _tuning_spec(
+        movies_fixture_spec, space={"model.dropout": {"min": 0.3, "max": 0.6}}
+    )  # the spec's 0.2 is outside: the range's start
+    assert hyperparameters(ranged).values == {"model.dropout": 0.3}
+
+
+def _examples(prepared, folder):
+    """The prepared split files as TFX's transformed Examples artifact (train, validation)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(folder)
+    examples.split_names = artifact_utils.encode_split_names(["train", "validation"])
+    for split, path in (("train", prepared.train_files), ("validation", prepared.eval_files)):
+        os.makedirs(folder / f"Split-{split}")
+        shutil.copy(path, folder / f"Split-{split}" / os.path.basename(path))
+    graph = standard_artifacts.TransformGraph()
+    graph.uri = prepared.tft_output._transform_output_dir
+    return examples, graph
+
+
+def _artifact(kind, uri):
+    a = kind()
+    a.uri = str(uri)
+    os.makedirs(a.uri, exist_ok=True)
+    return a
+
+
+@pytest.mark.e2e
+def test_tfx_tuner_searches_the_spec_and_the_trainer_trains_its_best(movies_prepared, tmp_path):
+    spec = _tuning_spec(movies_prepared.spec)
+    examples, graph = _examples(movies_prepared, tmp_path / "transformed")
+    properties = {
+        "train_args": proto_utils.proto_to_json(trainer_pb2.TrainArgs()),
+        "eval_args": proto_utils.proto_to_json(trainer_pb2.EvalArgs(splits=["validation"])),
+        "custom_config": json_utils.dumps({"spec": spec.to_dict()}),
+    }
+    best = _artifact(standard_artifacts.HyperParameters, tmp_path / "best")
+    results = _artifact(standard_artifacts.TunerResults, tmp_path / "results")
+    context = base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1")
+    tuner_executor.Executor(context).Do(
+        {"examples": [examples], "transform_graph": [graph]},
+        {"best_hyperparameters": [best], "tuner_results": [results]},
+        {**properties, "tuner_fn": "trainer.tuning.tuner_fn"},
+    )
+    with open(tmp_path / "results" / "tuner_results.json") as f:
+        trials = {t["trial_id"]: t for t in json.load(f)}
+    assert len(trials) == 3  # every trial completed
+    # The first trial is the spec's own values; the others differ from it and from each other.
+    assert trials["0"]["training.learning_rate"] == 0.001
+    assert trials["0"]["model.trunk_units"] == "[128, 64]"
+    values = [tuple(t[k] for k in SPACE) for t in trials.values()]
+    assert len(set(values)) == 3
+    winner = min(trials.values(), key=lambda t: t["score"])
+    with open(tmp_path / "best" / "best_hyperparameters.txt") as f:
+        best_config = json.load(f)
+    assert {k: winner[k] for k in SPACE} == {
+        p["config"]["name"]: best_config["values"][p["config"]["name"]]
+        for p in best_config["space"]
+    }
+
+    # TFX's Trainer with the Tuner's best values trains that trial's model again.
+    model = _artifact(standard_artifacts.Model, tmp_path / "model")
+    model_run = _artifact(standard_artifacts.ModelRun, tmp_path / "model_run")
+    trainer_executor.GenericExecutor(context).Do(
+        {"examples": [examples], "transform_graph": [graph], "hyperparameters": [best]},
+        {"model": [model], "model_run": [model_run]},
+        {**properties, "run_fn": "trainer.task.run_fn"},
+    )
+    with open(tmp_path / "model_run" / TRAINING_REPORT_FILE) as f:
+        report = json.load(f)
+    assert report["hyperparameters"] == {k: winner[k] for k in SPACE}
+    trained = tuned(spec, report["hyperparameters"])
+    # The network trained has the winner's trunk (its size, built here from the tuned spec).
+    net = build_model(trained, movies_prepared.info)
+    assert report["model"]["parameters"] == net.count_params()
+    # Same spec, seed and data as the winning trial: the same validation score (up to the order
+    # of parallel sums), distinct from every other trial's.
+    score = weighted_validation_loss(report, trained)
+    assert score == pytest.approx(winner["score"], rel=1e-3)
+    others = [t["score"] for t in trials.values() if t is not winner]
+    assert all(abs(s - score) > 1e-3 * score for s in others), (score, others)
+
+
+def test_without_trials_the_spec_is_trained_as_written(movies_fixture_spec):
+    spec = dataclasses.replace(movies_fixture_spec)
+    assert spec.tuning["trials"] == 0
+    assert tuned(spec, {}) is spec

@@ -1,0 +1,182 @@
+"""The Tuner component's entry point: `tuner_fn`, run by TFX's own Tuner executor (KerasTuner).
+
+A trial is a whole training as the Trainer runs it (`trainer.train.train`: per-head selection,
+loss balancing, weight averaging, calibration) with some of the spec's `training:` and `model:`
+options replaced by the trial's values, scored on the validation split, never on eval. The
+score is the heads' validation losses summed with their loss weights (each head's loss on its
+labelled rows, without class weights): what the Trainer minimises, comparable across trials.
+
+The search space is the spec's `tuning.space`, over options declared in pipeline/spec.py (each
+value checked by the option's own check when the spec loads). The first trial is always the
+spec's own values, so the Trainer never gets a worse validation score than without a Tuner.
+TFX's executor writes the best values (`best_hyperparameters`), and the Trainer's `run_fn`
+applies them to the spec (`tuned`) before it trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+
+from pipeline.spec import Spec
+
+log = logging.getLogger(__name__)
+
+OBJECTIVE = "val_weighted_loss"
+
+
+def _encode(value):
+    """A KerasTuner Choice holds ints, floats, strings or booleans: a list value (trunk_units)
+    travels as its JSON text."""
+    return json.dumps(value) if isinstance(value, list) else value
+
+
+def _decode(value, default):
+    return json.loads(value) if isinstance(default, list) and isinstance(value, str) else value
+
+
+def current(spec: Spec, key: str):
+    section, _, name = key.partition(".")
+    return getattr(spec, section)[name]
+
+
+def hyperparameters(spec: Spec):
+    """The spec's search space as KerasTuner HyperParameters, each defaulting to the spec's own
+    value (where the space holds it)."""
+    import keras_tuner
+
+    hp = keras_tuner.HyperParameters()
+    for key, values in spec.tuning["space"].items():
+        own = current(spec, key)
+        if isinstance(values, list):
+            choices = [_encode(v) for v in values]
+            default = _encode(own) if _encode(own) in choices else choices[0]
+            hp.Choice(key, choices, default=default)
+        else:
+            low, high = values["min"], values["max"]
+            sampling = "log" if values.get("log") else "linear"
+            default = own if low <= own <= high else low
+            if isinstance(own, int) and isinstance(low, int) and isinstance(high, int):
+                hp.Int(key, low, high, sampling=sampling, default=default)
+            else:
+                hp.Float(key, float(low), float(high), sampling=sampling, default=float(default))
+    return hp
+
+
+def tuned(spec: Spec, values: dict | None) -> Spec:
+    """The spec with a trial's (or the Tuner's best) values in place of its own."""
+    if not values:
+        return spec
+    sections = {"training": dict(spec.training), "model": dict(spec.model)}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if section in sections and name in sections[section]:
+            sections[section][name] = _decode(value, sections[section][name])
+    return dataclasses.replace(spec, **sections)
+
+
+def best_values(hyperparameters_config: dict | None) -> dict:
+    """The values in TFX's `best_hyperparameters` artifact (HyperParameters.get_config())."""
+    if not hyperparameters_config:
+        return {}
+    import keras_tuner
+
+    return dict(keras_tuner.HyperParameters.from_config(hyperparameters_config).values)
+
+
+def weighted_validation_loss(report: dict, spec: Spec) -> float:
+    return float(
+        sum(h.loss_weight * report["heads"][h.name]["metrics"]["loss"] for h in spec.outputs)
+    )
+
+
+def _spec_first(oracle_class):
+    """`oracle_class` whose first trial is the space's defaults: the spec's own values."""
+
+    class SpecFirst(oracle_class):
+        def populate_space(self, trial_id):
+            if not self.trials:
+                from keras_tuner.src.engine import trial as trial_module
+
+                return {
+                    "status": trial_module.TrialStatus.RUNNING,
+                    "values": self.hyperparameters.values,
+                }
+            return super().populate_space(trial_id)
+
+    return SpecFirst
+
+
+def make_tuner(spec: Spec, tft_output, directory: str):
+    """A KerasTuner Tuner whose trial trains the spec's model with the trial's values."""
+    import keras_tuner
+    import tf_keras as keras
+
+    from trainer.train import train
+
+    trials = spec.tuning["trials"]
+    common = dict(
+        objective=keras_tuner.Objective(OBJECTIVE, "min"),
+        max_trials=trials,
+        hyperparameters=hyperparameters(spec),
+        tune_new_entries=False,
+        seed=spec.training["seed"],
+    )
+    if spec.tuning["algorithm"] == "bayesian":
+        oracle = _spec_first(keras_tuner.oracles.BayesianOptimizationOracle)(
+            num_initial_points=max(2, trials // 2), **common
+        )
+    else:
+        oracle = _spec_first(keras_tuner.oracles.RandomSearchOracle)(**common)
+
+    class SpecTuner(keras_tuner.Tuner):
+        """A trial is `trainer.train.train` on the tuned spec (no KerasTuner HyperModel)."""
+
+        def run_trial(self, trial, train_files, validation_files, train_steps, eval_steps):
+            trial_spec = tuned(spec, trial.hyperparameters.values)
+            keras.utils.set_random_seed(spec.training["seed"])
+            result = train(
+                trial_spec,
+                tft_output,
+                train_files,
+                validation_files,
+                train_steps=train_steps,
+                eval_steps=eval_steps,
+            )
+            score = weighted_validation_loss(result.report, trial_spec)
+            log.warning(
+                "Tuner: trial %s %s: %s %.5f",
+                trial.trial_id,
+                trial.hyperparameters.values,
+                OBJECTIVE,
+                score,
+            )
+            return {OBJECTIVE: score}
+
+    return SpecTuner(
+        oracle=oracle,
+        directory=directory,
+        project_name=spec.name,
+        overwrite=True,
+    )
+
+
+def tuner_fn(fn_args):
+    """TFX's Tuner entry point: (the KerasTuner Tuner, the arguments of its `search`)."""
+    import tensorflow_transform as tft
+    from tfx.components.tuner.component import TunerFnResult
+
+    spec = Spec.from_dict(fn_args.custom_config["spec"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    tuner = make_tuner(spec, tft_output, os.path.join(fn_args.working_dir, "trials"))
+    return TunerFnResult(
+        tuner=tuner,
+        fit_kwargs=dict(
+            train_files=fn_args.train_files,
+            validation_files=fn_args.eval_files,  # the Tuner's eval_args: the validation split
+            train_steps=fn_args.train_steps,
+            eval_steps=fn_args.eval_steps,
+        ),
+    )
