@@ -20,7 +20,7 @@ run: $(STAMP)
 # On every core (pytest-xdist); tests sharing a session fixture share a worker (tests/conftest.py).
 TEST_WORKERS ?= auto
 test: lint browser postgres
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The run report's browser test needs headless Chromium (Debian's package); installed when
 # missing. If it cannot be, the test says so loudly and is skipped.
@@ -43,7 +43,7 @@ postgres:
 
 # Everything but the whole-pipeline runs (e2e): the unit and component tests, in a few minutes.
 test-fast: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e and not airflow_run" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -m "not e2e and not airflow_run" $(PYTEST_ARGS)
 
 # Every Airflow test: the DAG file, the real scheduler's run (also in `make test`) and a
 # dag.test() run with no database server.
