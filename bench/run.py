@@ -3,7 +3,7 @@ limits. Writes bench/results/results.json, summary.md and PNG plots. Every figur
 ratio is measured side by side in this one run (the machines are noisy).
 
 python -m bench.run [--scales 1,10,100]
-    [--skip scaling,beam,input,serving,quality,partial,evaluator,penguin,before_after]
+    [--skip scaling,beam,input,serving,quality,partial,tuning,evaluator,penguin,before_after]
 """
 
 from __future__ import annotations
@@ -583,6 +583,73 @@ def bench_partial(inputs) -> dict:
     }
 
 
+# -- 9. TFX's Tuner: the default search space on full movies, then each head on eval --------------
+TUNING_TRIALS = 8
+
+
+def bench_tuning(inputs) -> dict:
+    """The Tuner's search (trainer/tuning.py: the spec's model trained per trial, scored on the
+    validation split) with the default space and algorithm, then the spec as written and the
+    best trial's values each fitted with the quality seeds and scored on eval, which chose
+    nothing."""
+    import dataclasses
+    import shutil
+
+    from bench.quality import SEEDS
+    from trainer.compare import fit_and_score, mean_sd
+    from trainer.tuning import make_tuner, tuned
+
+    spec, tft_output, train_files, validation_files, eval_files, _ = inputs
+    spec = dataclasses.replace(spec, tuning={**spec.tuning, "trials": TUNING_TRIALS})
+    folder = os.path.join(WORK, "tuning")
+    shutil.rmtree(folder, ignore_errors=True)
+    tuner = make_tuner(spec, tft_output, folder)
+    started = time.perf_counter()
+    tuner.search(
+        train_files=train_files,
+        validation_files=validation_files,
+        train_steps=None,
+        eval_steps=None,
+    )
+    search_seconds = time.perf_counter() - started
+    best = dict(tuner.get_best_hyperparameters()[0].values)
+    trials = [
+        {"values": dict(t.hyperparameters.values), "score": round(float(t.score), 5)}
+        for t in tuner.oracle.get_best_trials(TUNING_TRIALS)
+    ]
+    variants = {"spec": spec, "tuned": tuned(spec, best)}
+    heads = {h.name: {} for h in spec.outputs}
+    seconds = {}
+    for name, variant in variants.items():
+        scores = {h.name: [] for h in spec.outputs}
+        times = []
+        for seed in SEEDS:
+            log(f"tuning: {name}, seed {seed}")
+            report, t, _ = fit_and_score(
+                variant, tft_output, train_files, validation_files, eval_files, seed
+            )
+            times.append(t)
+            for h in spec.outputs:
+                scores[h.name].append(report["heads"][h.name]["metrics"][primary_metric(h)[0]])
+        seconds[name] = round(float(np.mean(times)), 1)
+        for h in spec.outputs:
+            heads[h.name][name] = mean_sd(scores[h.name])
+    for h in spec.outputs:
+        metric, better = primary_metric(h)
+        heads[h.name].update(metric=metric, better=better)
+    return {
+        "trials": TUNING_TRIALS,
+        "algorithm": spec.tuning["algorithm"],
+        "space": spec.tuning["space"],
+        "search_seconds": round(search_seconds, 1),
+        "best": best,
+        "trial_scores": trials,
+        "seeds": list(SEEDS),
+        "fit_seconds": seconds,
+        "heads": heads,
+    }
+
+
 # -- 6. the anchor: TFX's penguin example vs ours on its 334 rows; 8. movies before / after --------
 def penguin_data() -> tuple[str, str, int]:
     """TFX's penguin rows as a CSV (from the tfx wheel's testdata) under labelled/, a copy of
@@ -842,6 +909,15 @@ def summary(results) -> str:
             lines.append(
                 f"| 7 | {label}partial labels ({v['hidden_rate']:.0%} of {head}'s train labels hidden, other heads other rows): {head} {v['metric']}, each head on its labelled rows / complete rows only ({v['train_rows_mask']} / {v['train_rows_complete']} rows; same {v['eval_rows']} eval rows; seeds {r['seeds']}) | {v['mask_mean']} ± {v['mask_sd']} vs {v['complete_mean']} ± {v['complete_sd']} (gain {v['gain_mean']:+.4f} ± {v['gain_sd']}) | better | {'yes' if v['gain_mean'] > 0 else 'no'} |"
             )
+    r = results.get("tuning")
+    if r:
+        for head, v in r["heads"].items():
+            spec_side, tuned_side = v["spec"], v["tuned"]
+            sign = 1 if v["better"] == "higher" else -1
+            gain = sign * (tuned_side["mean"] - spec_side["mean"])
+            lines.append(
+                f"| 9 | TFX's Tuner ({r['trials']} trials, {r['algorithm']}, the default space; search {r['search_seconds']} s; best {r['best']}): {head} {v['metric']} on eval, the spec's values / the best trial's (seeds {r['seeds']}) | {spec_side['mean']} ± {spec_side['sd']} vs {tuned_side['mean']} ± {tuned_side['sd']} (gain {gain:+.4f}) | better | {'yes' if gain > 0 else 'no'} |"
+            )
     r = results.get("penguin", {})
     if "ours" in r:
         p = r["penguin"]["total_seconds"]
@@ -1014,6 +1090,7 @@ def main(argv=None) -> int:
         ("input", bench_input),
         ("serving", bench_serving),
         ("partial", bench_partial),
+        ("tuning", bench_tuning),
     )
     for name, fn in parts:
         if name not in skip:
