@@ -27,14 +27,11 @@ log = logging.getLogger(__name__)
 OBJECTIVE = "val_weighted_loss"
 
 
-def _encode(value):
-    """A KerasTuner Choice holds ints, floats, strings or booleans: a list value (trunk_units)
-    travels as its JSON text."""
-    return json.dumps(value) if isinstance(value, list) else value
-
-
-def _decode(value, default):
-    return json.loads(value) if isinstance(default, list) and isinstance(value, str) else value
+def _as_json(values: list) -> bool:
+    """A KerasTuner Choice holds values of one type among int, float, str and bool: a list of
+    lists (trunk_units) or of mixed types (0 and 0.1, true and "auto") travels as JSON text."""
+    kinds = {type(v) for v in values}
+    return len(kinds) > 1 or not kinds <= {int, float, str, bool}
 
 
 def current(spec: Spec, key: str):
@@ -51,8 +48,9 @@ def hyperparameters(spec: Spec):
     for key, values in spec.tuning["space"].items():
         own = current(spec, key)
         if isinstance(values, list):
-            choices = [_encode(v) for v in values]
-            default = _encode(own) if _encode(own) in choices else choices[0]
+            encode = json.dumps if _as_json(values) else (lambda v: v)
+            choices = [encode(v) for v in values]
+            default = encode(own) if own in values else choices[0]
             hp.Choice(key, choices, default=default)
         else:
             low, high = values["min"], values["max"]
@@ -70,10 +68,14 @@ def tuned(spec: Spec, values: dict | None) -> Spec:
     if not values:
         return spec
     sections = {"training": dict(spec.training), "model": dict(spec.model)}
+    space = spec.tuning["space"]
     for key, value in values.items():
         section, _, name = key.partition(".")
-        if section in sections and name in sections[section]:
-            sections[section][name] = _decode(value, sections[section][name])
+        if key not in space or name not in sections.get(section, {}):
+            raise ValueError(f"{key!r} is not in the spec's tuning.space ({', '.join(space)})")
+        if isinstance(space[key], list) and _as_json(space[key]):
+            value = json.loads(value)
+        sections[section][name] = value
     return dataclasses.replace(spec, **sections)
 
 

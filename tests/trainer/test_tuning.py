@@ -60,10 +60,19 @@ def test_a_trial_spec_takes_the_trials_values_and_defaults_are_the_specs_own(
     other = tuned(spec, {"training.learning_rate": 0.003, "model.trunk_units": "[16]"})
     assert other.training["learning_rate"] == 0.003 and other.model["trunk_units"] == [16]
     assert other.training["epochs"] == spec.training["epochs"]  # what the space leaves alone
-    ranged = _tuning_spec(
-        movies_fixture_spec, space={"model.dropout": {"min": 0.3, "max": 0.6}}
-    )  # the spec's 0.2 is outside: the range's start
-    assert hyperparameters(ranged).values == {"model.dropout": 0.3}
+    # Values of mixed types (KerasTuner's Choice takes one type) travel as JSON and come back;
+    # the spec's own 0.3 is not among them: the first is the default.
+    mixed = _tuning_spec(movies_fixture_spec, space={"model.dropout": [0, 0.55]})
+    assert hyperparameters(mixed).values == {"model.dropout": "0"}
+    assert tuned(mixed, {"model.dropout": "0.55"}).model["dropout"] == 0.55
+    assert tuned(mixed, {"model.dropout": "0"}).model["dropout"] == 0
+    with pytest.raises(ValueError, match="not in the spec's tuning.space"):
+        tuned(mixed, {"model.fusion": "gated"})
+    # A range holding the spec's value starts there; one that does not, at its minimum.
+    inside = _tuning_spec(movies_fixture_spec, space={"model.dropout": {"min": 0.1, "max": 0.6}})
+    assert hyperparameters(inside).values == {"model.dropout": 0.3}
+    outside = _tuning_spec(movies_fixture_spec, space={"model.dropout": {"min": 0.4, "max": 0.6}})
+    assert hyperparameters(outside).values == {"model.dropout": 0.4}
 
 
 def _examples(prepared, folder):
