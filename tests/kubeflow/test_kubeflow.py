@@ -327,3 +327,31 @@ def test_a_beats_gate_conditions_the_push_on_both_blessings(tmp_path):
     assert evaluate_condition(condition, inputs(1, 1))
     assert not evaluate_condition(condition, inputs(1, 0))
     assert not evaluate_condition(condition, inputs(0, 1))
+
+
+def test_a_tuned_spec_compiles_tfx_tuner_feeding_the_trainer_with_its_resources(tmp_path):
+    """tuning.trials: the Tuner is a task of its own (no resolver: open-source KFP runs it), on
+    the Trainer's resources, with the run-time train steps; the Trainer reads its
+    best_hyperparameters."""
+    raw = load_spec(MOVIES_SPEC).to_dict()
+    raw["tuning"] = {"trials": 6}
+    path = str(tmp_path / "pipeline.yaml")
+    resources = Resources(trainer_accelerator="NVIDIA_L4", trainer_accelerator_count=1)
+    pipeline = kubeflow_pipeline(Spec.from_dict(raw), [], resources, registry="/mnt/models")
+    compile_kubeflow(pipeline, path, image=IMAGE)
+    ir = json_format.MessageToDict(kfp_components.load_component_from_file(path).pipeline_spec)
+    trainer = ir["root"]["dag"]["tasks"]["Trainer"]
+    assert trainer["inputs"]["artifacts"]["hyperparameters"] == {
+        "taskOutputArtifact": {"producerTask": "Tuner", "outputArtifactKey": "best_hyperparameters"}
+    }
+    tuner = ir["root"]["dag"]["tasks"]["Tuner"]
+    assert tuner["inputs"]["artifacts"]["examples"]["taskOutputArtifact"]["producerTask"] == (
+        "Transform"
+    )
+    assert "train_args" in tuner["inputs"]["parameters"]
+    executors = ir["deploymentSpec"]["executors"]
+    assert executors["Tuner_executor"]["container"]["resources"]["accelerator"] == {
+        "type": "NVIDIA_L4",
+        "count": "1",
+    }
+    assert "tuner_fn" in json.dumps(executors["Tuner_executor"])
