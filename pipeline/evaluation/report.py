@@ -20,6 +20,8 @@ SHOWN_ARTIFACTS = [
     ("ExampleValidator", "anomalies", "anomalies"),
     ("Transform", "transformed_examples", "transformed examples"),
     ("Transform", "transform_graph", "transform graph"),
+    ("Tuner", "best_hyperparameters", "the Tuner's best values"),
+    ("Tuner", "tuner_results", "the Tuner's trials (values, score)"),
     ("Trainer", "model", "model (SavedModel)"),
     ("Trainer", "model_run", "training logs (TensorBoard)"),
 ]
