@@ -68,6 +68,7 @@ def push_to_mlflow(
                 "code_fingerprint": card["code_fingerprint"],
                 # the span (TFX's {SPAN} or a date) it was trained on; 0 without spans
                 "span": card.get("data", {}).get("span"),
+                **{f"tuned.{k}": v for k, v in card.get("hyperparameters", {}).items()},
             }
         )
         log_pyfunc_model(saved_model_dir, card["spec"], input_example=example)
@@ -166,6 +167,10 @@ def RegistryPusher(  # noqa: N802 - a TFX component is named like a class
             evaluation.uri, rival_uris(rival_evaluation)
         ).to_dict(),
     }
+    tuned = os.path.join(serving, constants.HYPERPARAMETERS_FILE)
+    if tf.io.gfile.exists(tuned):  # the Tuner's values, which the Trainer used over the spec's
+        with tf.io.gfile.GFile(tuned) as f:
+            card["hyperparameters"] = json.load(f)
     # The run's report.html goes into the version beside the card (components/report.py).
     page = os.path.join(report.uri, constants.REPORT_FILE)
     extras = {constants.REPORT_FILE: page} if tf.io.gfile.exists(page) else {}

@@ -21,6 +21,8 @@ INPUT_FINGERPRINT = "input_fingerprint"
 
 # Trainer: the training report (per-head metrics next to trivial baselines) in its model_run
 TRAINING_REPORT_FILE = "metrics.json"
+# Trainer: in the SavedModel (TF's folder for extra files), the Tuner's values it was trained with
+HYPERPARAMETERS_FILE = "assets.extra/hyperparameters.json"
 REPORT_FILE = "report.html"  # the run report (pipeline/evaluation/html_report.py)
 
 # CSV cells that mean "no value" unless the spec says otherwise (data.na_values), as R, pandas,

@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from pipeline.constants import TRAINING_REPORT_FILE
+from pipeline.constants import HYPERPARAMETERS_FILE, TRAINING_REPORT_FILE
 from pipeline.spec import Spec
 from trainer.export import export
 from trainer.train import train
@@ -45,5 +45,10 @@ def run_fn(fn_args) -> None:
     )
     if hyperparameters:
         report["hyperparameters"] = hyperparameters
+        # With the model, so the registry's card says what it was trained with.
+        path = os.path.join(fn_args.serving_model_dir, HYPERPARAMETERS_FILE)
+        tf.io.gfile.makedirs(os.path.dirname(path))
+        with tf.io.gfile.GFile(path, "w") as f:
+            json.dump(hyperparameters, f, indent=2)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_REPORT_FILE), "w") as f:
         json.dump(report, f, indent=2)

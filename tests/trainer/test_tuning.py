@@ -14,7 +14,7 @@ from tfx.proto import trainer_pb2
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import json_utils, proto_utils
 
-from pipeline.constants import TRAINING_REPORT_FILE
+from pipeline.constants import HYPERPARAMETERS_FILE, TRAINING_REPORT_FILE
 from pipeline.spec import Spec, SpecError
 from trainer.model import build_model
 from trainer.tuning import hyperparameters, tuned, weighted_validation_loss
@@ -142,6 +142,9 @@ def test_tfx_tuner_searches_the_spec_and_the_trainer_trains_its_best(movies_prep
     with open(tmp_path / "model_run" / TRAINING_REPORT_FILE) as f:
         report = json.load(f)
     assert report["hyperparameters"] == {k: winner[k] for k in SPACE}
+    # The SavedModel carries them (the registry's card and MLflow's params read them there).
+    with open(tmp_path / "model" / "Format-Serving" / HYPERPARAMETERS_FILE) as f:
+        assert json.load(f) == report["hyperparameters"]
     trained = tuned(spec, report["hyperparameters"])
     # The network trained has the winner's trunk (its size, built here from the tuned spec).
     net = build_model(trained, movies_prepared.info)
