@@ -4,7 +4,7 @@ A trial is a whole training as the Trainer runs it (`trainer.train.train`: per-h
 loss balancing, weight averaging, calibration) with some of the spec's `training:` and `model:`
 options replaced by the trial's values, scored on the validation split, never on eval. The
 score is the heads' validation losses summed with their loss weights (each head's loss on its
-labelled rows, without class weights): what the Trainer minimises, comparable across trials.
+labelled rows, without class weights): the Trainer's own objective, comparable across trials.
 
 The search space is the spec's `tuning.space`, over options declared in pipeline/spec.py (each
 value checked by the option's own check when the spec loads). The first trial is always the
