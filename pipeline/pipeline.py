@@ -216,7 +216,10 @@ def create_pipeline(
         train_args=train_args,
         eval_args=validation,
         custom_config={
-            "spec": training_dict,
+            # `tuning:` reaches the Trainer only with a Tuner (the space decodes its values).
+            "spec": training_dict
+            if tuner
+            else {k: v for k, v in training_dict.items() if k != "tuning"},
             "code": code_fingerprint(TRAINER_CODE),
             **({"run": run_id} if retrain else {}),
         },

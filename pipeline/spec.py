@@ -280,7 +280,15 @@ MODEL_OPTIONS = {
 }
 # What TFX's Tuner may search (trainer/tuning.py): the options of these sections, each value
 # checked by the option's own declaration.
-SEARCHABLE = {"training": TRAINING_OPTIONS, "model": MODEL_OPTIONS}
+# (Not the seed, the cache or the precision: they are not hyperparameters of the model.)
+SEARCHABLE = {
+    "training": {
+        k: o
+        for k, o in TRAINING_OPTIONS.items()
+        if k not in ("seed", "cache_in_memory", "mixed_precision")
+    },
+    "model": MODEL_OPTIONS,
+}
 
 
 @dataclass(frozen=True)
@@ -320,7 +328,7 @@ class SearchSpace(Check):
                         return f"{key}: {problem}"
                 if not low < high:
                     return f"{key}: min must be below max, got {low!r} and {high!r}"
-                if values.get("log", False) not in (True, False):
+                if not isinstance(values.get("log", False), bool):
                     return f"{key}: log must be true or false"
                 if values.get("log") and low <= 0:
                     return f"{key}: a log range must start above 0"
@@ -361,8 +369,8 @@ TUNING_OPTIONS = {
     ),
     "algorithm": Option(
         "bayesian",
-        "bayesian (KerasTuner's BayesianOptimization) or random; the first trial is always the "
-        "spec's own values",
+        "bayesian (KerasTuner's BayesianOptimization, half the trials random first) or random; "
+        "the first trial is always the spec's own values",
         Choice(("bayesian", "random")),
     ),
     "space": Option(
@@ -371,7 +379,8 @@ TUNING_OPTIONS = {
             "model.dropout": [0.1, 0.2, 0.3],
             "model.trunk_units": [[128, 64], [256, 128], [256]],
         },
-        "the options searched and their values: a list, or {min, max, log} for a number",
+        "the options searched and their values: a list, or {min, max, log} for a number (the "
+        "spec's own value is always in: added to a list, a range widened to it)",
         SearchSpace(),
     ),
 }

@@ -17,13 +17,13 @@ from pipeline.constants import HYPERPARAMETERS_FILE, TRAINING_REPORT_FILE
 from pipeline.spec import Spec
 from trainer.export import export
 from trainer.train import train
-from trainer.tuning import best_values, tuned
+from trainer.tuning import best_values, decoded, tuned
 
 
 def run_fn(fn_args) -> None:
     spec = Spec.from_dict(fn_args.custom_config["spec"])
     # The Tuner's best values (TFX's best_hyperparameters artifact), when a Tuner ran.
-    hyperparameters = best_values(fn_args.hyperparameters)
+    hyperparameters = decoded(spec, best_values(fn_args.hyperparameters))
     spec = tuned(spec, hyperparameters)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")

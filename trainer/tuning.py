@@ -7,8 +7,9 @@ score is the heads' validation losses summed with their loss weights (each head'
 labelled rows, without class weights): the Trainer's own objective, comparable across trials.
 
 The search space is the spec's `tuning.space`, over options declared in pipeline/spec.py (each
-value checked by the option's own check when the spec loads). The first trial is always the
-spec's own values, so the Trainer never gets a worse validation score than without a Tuner.
+value checked by the option's own check when the spec loads), always holding the spec's own
+values: the first trial, so the Trainer never gets a worse validation score than without a
+Tuner.
 TFX's executor writes the best values (`best_hyperparameters`), and the Trainer's `run_fn`
 applies them to the spec (`tuned`) before it trains.
 """
@@ -20,7 +21,8 @@ import json
 import logging
 import os
 
-from pipeline.spec import Spec
+from pipeline.spec import SEARCHABLE, Spec
+from preprocessing.options import Integer, Number
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +30,10 @@ OBJECTIVE = "val_weighted_loss"
 
 
 def _as_json(values: list) -> bool:
-    """A KerasTuner Choice holds values of one type among int, float, str and bool: a list of
-    lists (trunk_units) or of mixed types (0 and 0.1, true and "auto") travels as JSON text."""
+    """A KerasTuner Choice holds values of one type among int, float and str (it reads a bool as
+    an int): a list of lists (trunk_units), of booleans or of mixed types travels as JSON."""
     kinds = {type(v) for v in values}
-    return len(kinds) > 1 or not kinds <= {int, float, str, bool}
+    return len(kinds) > 1 or not kinds <= {int, float, str}
 
 
 def current(spec: Spec, key: str):
@@ -39,32 +41,51 @@ def current(spec: Spec, key: str):
     return getattr(spec, section)[name]
 
 
+def _check(key: str):
+    section, _, name = key.partition(".")
+    return SEARCHABLE[section][name].check
+
+
+def searched(spec: Spec, key: str):
+    """`key`'s values as searched: the space's list or {min, max, log}, always holding the spec's
+    own value (added first to a list, a range widened to it); a number option's values as
+    floats (0 and 0.1 are one type)."""
+    values, own = spec.tuning["space"][key], current(spec, key)
+    number = isinstance(_check(key), Number) and not isinstance(own, bool)
+    if isinstance(values, list):
+        if number:
+            values, own = [float(v) for v in values], float(own)
+        return values if own in values else [own, *values]
+    low, high = min(values["min"], own), max(values["max"], own)
+    return {"min": low, "max": high, "log": bool(values.get("log"))}
+
+
 def hyperparameters(spec: Spec):
     """The spec's search space as KerasTuner HyperParameters, each defaulting to the spec's own
-    value (where the space holds it)."""
+    value: the first trial (see _spec_first)."""
     import keras_tuner
 
     hp = keras_tuner.HyperParameters()
-    for key, values in spec.tuning["space"].items():
-        own = current(spec, key)
+    for key in spec.tuning["space"]:
+        own, values = current(spec, key), searched(spec, key)
         if isinstance(values, list):
             encode = json.dumps if _as_json(values) else (lambda v: v)
             choices = [encode(v) for v in values]
-            default = encode(own) if own in values else choices[0]
-            hp.Choice(key, choices, default=default)
+            own = float(own) if isinstance(values[0], float) else own
+            hp.Choice(key, choices, default=encode(own))
+            continue
+        sampling = "log" if values["log"] else "linear"
+        if isinstance(_check(key), Integer):  # the option's declared type, not the value's
+            hp.Int(key, values["min"], values["max"], sampling=sampling, default=own)
         else:
-            low, high = values["min"], values["max"]
-            sampling = "log" if values.get("log") else "linear"
-            default = own if low <= own <= high else low
-            if isinstance(own, int) and isinstance(low, int) and isinstance(high, int):
-                hp.Int(key, low, high, sampling=sampling, default=default)
-            else:
-                hp.Float(key, float(low), float(high), sampling=sampling, default=float(default))
+            low, high = float(values["min"]), float(values["max"])
+            hp.Float(key, low, high, sampling=sampling, default=float(own))
     return hp
 
 
 def tuned(spec: Spec, values: dict | None) -> Spec:
-    """The spec with a trial's (or the Tuner's best) values in place of its own."""
+    """The spec with a trial's (or the Tuner's best) values in place of its own: KerasTuner's
+    values, or the decoded ones a training report records (`decoded`)."""
     if not values:
         return spec
     sections = {"training": dict(spec.training), "model": dict(spec.model)}
@@ -73,10 +94,18 @@ def tuned(spec: Spec, values: dict | None) -> Spec:
         section, _, name = key.partition(".")
         if key not in space or name not in sections.get(section, {}):
             raise ValueError(f"{key!r} is not in the spec's tuning.space ({', '.join(space)})")
-        if isinstance(space[key], list) and _as_json(space[key]):
+        choices = searched(spec, key)
+        if isinstance(choices, list) and _as_json(choices) and isinstance(value, str):
             value = json.loads(value)
         sections[section][name] = value
     return dataclasses.replace(spec, **sections)
+
+
+def decoded(spec: Spec, values: dict) -> dict:
+    """{option: the value trained with} for KerasTuner's `values` (lists as lists, booleans as
+    booleans): what the training report, the model card and MLflow record."""
+    trained = tuned(spec, values)
+    return {key: current(trained, key) for key in values}
 
 
 def best_values(hyperparameters_config: dict | None) -> dict:
@@ -97,16 +126,22 @@ def weighted_validation_loss(report: dict, spec: Spec) -> float:
 def _spec_first(oracle_class):
     """`oracle_class` whose first trial is the space's defaults: the spec's own values."""
 
+    from keras_tuner.src.engine import trial as trial_module
+
+    running, stopped = trial_module.TrialStatus.RUNNING, trial_module.TrialStatus.STOPPED
+
     class SpecFirst(oracle_class):
         def populate_space(self, trial_id):
             if not self.trials:
-                from keras_tuner.src.engine import trial as trial_module
-
-                return {
-                    "status": trial_module.TrialStatus.RUNNING,
-                    "values": self.hyperparameters.values,
-                }
-            return super().populate_space(trial_id)
+                return {"status": running, "values": dict(self.hyperparameters.values)}
+            response = super().populate_space(trial_id)
+            values = response.get("values")
+            if values is not None and self._duplicate(values):
+                # Bayesian optimisation's optimum of a space of lists may be a trial already
+                # trained (the same seed would train it again): a random untried one instead.
+                values = self._random_values()
+                return {"status": running if values else stopped, "values": values}
+            return response
 
     return SpecFirst
 
@@ -115,6 +150,7 @@ def make_tuner(spec: Spec, tft_output, directory: str):
     """A KerasTuner Tuner whose trial trains the spec's model with the trial's values."""
     import keras_tuner
     import tf_keras as keras
+    from keras_tuner.src.engine import trial as trial_module
 
     from trainer.train import train
 
@@ -124,7 +160,7 @@ def make_tuner(spec: Spec, tft_output, directory: str):
         max_trials=trials,
         hyperparameters=hyperparameters(spec),
         tune_new_entries=False,
-        seed=spec.training["seed"],
+        seed=spec.training["seed"] or 1,  # KerasTuner draws a random seed for 0
     )
     if spec.tuning["algorithm"] == "bayesian":
         oracle = _spec_first(keras_tuner.oracles.BayesianOptimizationOracle)(
@@ -156,6 +192,16 @@ def make_tuner(spec: Spec, tft_output, directory: str):
                 score,
             )
             return {OBJECTIVE: score}
+
+        def on_search_end(self):
+            super().on_search_end()
+            trials = list(self.oracle.trials.values())
+            done = [t for t in trials if t.status == trial_module.TrialStatus.COMPLETED]
+            if not done:  # else TFX would hand the Trainer a failed trial's values
+                first = next((t.message for t in trials if t.message), "no message")
+                raise RuntimeError(f"TFX's Tuner: none of {len(trials)} trials completed:\n{first}")
+            if len(done) < len(trials):
+                log.warning("Tuner: %d of %d trials failed", len(trials) - len(done), len(trials))
 
     return SpecTuner(
         oracle=oracle,

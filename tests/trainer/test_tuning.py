@@ -1,7 +1,6 @@
 """TFX's own Tuner executor (KerasTuner) searching the spec's options on the movies fixture's
 real transformed examples, then TFX's own Trainer executor training with its best values."""
 
-import dataclasses
 import json
 import os
 import shutil
@@ -17,7 +16,15 @@ from tfx.utils import json_utils, proto_utils
 from pipeline.constants import HYPERPARAMETERS_FILE, TRAINING_REPORT_FILE
 from pipeline.spec import Spec, SpecError
 from trainer.model import build_model
-from trainer.tuning import hyperparameters, tuned, weighted_validation_loss
+from trainer.tuning import (
+    OBJECTIVE,
+    _spec_first,
+    current,
+    decoded,
+    hyperparameters,
+    tuned,
+    weighted_validation_loss,
+)
 
 SPACE = {"training.learning_rate": [0.2, 0.001], "model.trunk_units": [[128, 64], [16]]}
 
@@ -41,6 +48,8 @@ def test_the_search_space_is_checked_by_each_options_own_declaration(movies_fixt
         ({"model.dropout": {"min": 0.5, "max": 0.1}}, "min must be below max"),
         ({"training.learning_rate": {"min": 0, "max": 0.1, "log": True}}, "must be a number > 0"),
         ({"model.trunk_units": [[64], [64]]}, "a value is listed twice"),
+        ({"model.dropout": {"min": 0.1, "max": 0.5, "log": 1}}, "log must be true or false"),
+        ({"training.seed": [1, 2]}, "'training.seed' is no searchable option"),
     ]:
         with pytest.raises(SpecError) as e:
             Spec.from_dict({**raw, "tuning": {"trials": 2, "space": space}})
@@ -60,19 +69,90 @@ def test_a_trial_spec_takes_the_trials_values_and_defaults_are_the_specs_own(
     other = tuned(spec, {"training.learning_rate": 0.003, "model.trunk_units": "[16]"})
     assert other.training["learning_rate"] == 0.003 and other.model["trunk_units"] == [16]
     assert other.training["epochs"] == spec.training["epochs"]  # what the space leaves alone
-    # Values of mixed types (KerasTuner's Choice takes one type) travel as JSON and come back;
-    # the spec's own 0.3 is not among them: the first is the default.
-    mixed = _tuning_spec(movies_fixture_spec, space={"model.dropout": [0, 0.55]})
-    assert hyperparameters(mixed).values == {"model.dropout": "0"}
-    assert tuned(mixed, {"model.dropout": "0.55"}).model["dropout"] == 0.55
-    assert tuned(mixed, {"model.dropout": "0"}).model["dropout"] == 0
     with pytest.raises(ValueError, match="not in the spec's tuning.space"):
-        tuned(mixed, {"model.fusion": "gated"})
-    # A range holding the spec's value starts there; one that does not, at its minimum.
-    inside = _tuning_spec(movies_fixture_spec, space={"model.dropout": {"min": 0.1, "max": 0.6}})
-    assert hyperparameters(inside).values == {"model.dropout": 0.3}
-    outside = _tuning_spec(movies_fixture_spec, space={"model.dropout": {"min": 0.4, "max": 0.6}})
-    assert hyperparameters(outside).values == {"model.dropout": 0.4}
+        tuned(spec, {"model.fusion": "gated"})
+
+
+@pytest.mark.parametrize(
+    "space, first, other, trained",
+    [
+        # a number option's values are floats (KerasTuner's Choice takes one type): the spec's
+        # own modality_dropout 0.1 is among [0, 0.1]
+        ({"model.modality_dropout": [0, 0.1]}, 0.1, 0.0, 0.0),
+        # the spec's own dropout 0.3 is not in the list: added, first
+        ({"model.dropout": [0.1, 0.55]}, 0.3, 0.55, 0.55),
+        # booleans travel as JSON (KerasTuner's Choice reads them as 1 and 0)
+        ({"training.weight_averaging": [False]}, "true", "false", False),
+        # a range holding the spec's value, and one widened down to it
+        ({"model.dropout": {"min": 0.1, "max": 0.6}}, 0.3, 0.45, 0.45),
+        ({"model.dropout": {"min": 0.4, "max": 0.6}}, 0.3, 0.5, 0.5),
+        # an integer option's range is KerasTuner's Int, whatever the spec's value looks like
+        ({"training.batch_size": {"min": 16, "max": 64}}, 32, 48, 48),
+    ],
+)
+def test_the_first_trial_is_the_specs_own_values_whatever_the_space(
+    movies_fixture_spec, space, first, other, trained
+):
+    spec = _tuning_spec(movies_fixture_spec, space=space)
+    [key] = space
+    hp = hyperparameters(spec)
+    assert hp.values == {key: first}
+    assert tuned(spec, hp.values) == spec  # trial 0 trains the spec as written
+    assert decoded(spec, {key: other}) == {key: trained}
+    assert current(tuned(spec, {key: other}), key) == trained
+    assert type(current(tuned(spec, {key: other}), key)) is type(trained)
+    if isinstance(space[key], dict):
+        kind = type(hp.space[0]).__name__
+        assert kind == ("Int" if key == "training.batch_size" else "Float")
+
+
+@pytest.mark.parametrize("oracle", ["bayesian", "random"])
+def test_the_oracle_starts_from_the_spec_and_never_repeats_a_trial(
+    movies_fixture_spec, tmp_path, oracle
+):
+    """KerasTuner's own oracles (ours only sets the first trial and skips a repeat), driven as
+    its Tuner drives them, on a small space of lists (8 combinations) and a made-up score."""
+    import keras_tuner
+
+    spec = _tuning_spec(
+        movies_fixture_spec,
+        space={
+            "model.dropout": [0.1, 0.3],
+            "model.trunk_units": [[128, 64], [16]],
+            "training.learning_rate": [0.2, 0.01],
+        },
+    )
+    kind = {
+        "bayesian": keras_tuner.oracles.BayesianOptimizationOracle,
+        "random": keras_tuner.oracles.RandomSearchOracle,
+    }[oracle]
+    extra = {"num_initial_points": 2} if oracle == "bayesian" else {}
+    made = _spec_first(kind)(
+        objective=keras_tuner.Objective(OBJECTIVE, "min"),
+        max_trials=8,
+        hyperparameters=hyperparameters(spec),
+        tune_new_entries=False,
+        seed=3,
+        **extra,
+    )
+    made._set_project_dir(str(tmp_path), "oracle")
+    seen = []
+    while True:
+        trial = made.create_trial("tuner0")
+        if trial.status == "STOPPED":
+            break
+        values = dict(trial.hyperparameters.values)
+        seen.append(values)
+        score = values["model.dropout"] + values["training.learning_rate"]  # made up
+        made.update_trial(trial.trial_id, {OBJECTIVE: score})
+        trial.status = "COMPLETED"
+        made.end_trial(trial)
+    assert seen[0] == {
+        "model.dropout": 0.3,
+        "model.trunk_units": "[128, 64]",
+        "training.learning_rate": 0.2,
+    }
+    assert len({json.dumps(v, sort_keys=True) for v in seen}) == len(seen) == 8
 
 
 def _examples(prepared, folder):
@@ -141,7 +221,9 @@ def test_tfx_tuner_searches_the_spec_and_the_trainer_trains_its_best(movies_prep
     )
     with open(tmp_path / "model_run" / TRAINING_REPORT_FILE) as f:
         report = json.load(f)
-    assert report["hyperparameters"] == {k: winner[k] for k in SPACE}
+    # Recorded as trained: the trunk as a list, not KerasTuner's JSON text of it.
+    assert report["hyperparameters"] == decoded(spec, {k: winner[k] for k in SPACE})
+    assert isinstance(report["hyperparameters"]["model.trunk_units"], list)
     # The SavedModel carries them (the registry's card and MLflow's params read them there).
     with open(tmp_path / "model" / "Format-Serving" / HYPERPARAMETERS_FILE) as f:
         assert json.load(f) == report["hyperparameters"]
@@ -155,9 +237,3 @@ def test_tfx_tuner_searches_the_spec_and_the_trainer_trains_its_best(movies_prep
     assert score == pytest.approx(winner["score"], rel=1e-3)
     others = [t["score"] for t in trials.values() if t is not winner]
     assert all(abs(s - score) > 1e-3 * score for s in others), (score, others)
-
-
-def test_without_trials_the_spec_is_trained_as_written(movies_fixture_spec):
-    spec = dataclasses.replace(movies_fixture_spec)
-    assert spec.tuning["trials"] == 0
-    assert tuned(spec, {}) is spec
