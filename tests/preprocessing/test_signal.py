@@ -302,6 +302,9 @@ def mlflow_model(export_dir, spec, example):
 
     before = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(f"file://{export_dir}/../mlruns")
+    # An experiment of this store: MLflow keeps the process's active experiment id, which an
+    # earlier push in this process set in another store.
+    mlflow.set_experiment("signal")
     try:
         with mlflow.start_run():
             info = log_pyfunc_model(str(export_dir), spec, input_example=example)
