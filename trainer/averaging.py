@@ -61,6 +61,7 @@ class AverageWeights(keras.callbacks.Callback):
         variables = self.model.trainable_variables
         self.trained = [v.numpy() for v in variables]
         self.model.optimizer.finalize_variable_values(variables)
+        self.model.restore_kept()
         self.averaged = [v.numpy() for v in variables]
 
     def on_epoch_end(self, epoch, logs=None):
@@ -78,3 +79,8 @@ class AverageWeights(keras.callbacks.Callback):
             if key in optimizer._index_dict:
                 optimizer._model_variables_moving_average[optimizer._index_dict[key]].assign(now)
         self.trained = self.averaged = None
+
+    def on_train_end(self, logs=None):
+        # Keras has just replaced every weight by its average, stopped heads' too.
+        if self.momentum > 0:
+            self.model.restore_kept()

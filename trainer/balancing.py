@@ -1,8 +1,9 @@
 """How the heads' losses become the one loss the shared layers learn from
 (`training.loss_balancing`).
 
-Every mode multiplies with the heads' `loss_weight`s, sees only the heads still training (see
-trainer/selection.py: a stopped head has no term at all), works in a replica context under
+Every mode multiplies with the heads' `loss_weight`s, weighs a stopped head's term 0 (see
+trainer/selection.py; `active` holds each head's 1 or 0, variables read by the traced step, so
+stopping a head retraces nothing), works in a replica context under
 MirroredStrategy (the caller scales the result by the replica count, as Keras does) and keeps its
 state in variables created under the strategy's scope:
 
@@ -40,16 +41,22 @@ class Balancer:
     def trainable_variables(self) -> list:
         return []
 
-    def combine(self, losses: dict) -> tf.Tensor:
-        """The training objective from {head: loss} of the heads still training."""
+    def combine(self, losses: dict, active: dict | None = None) -> tf.Tensor:
+        """The training objective from {head: loss}; `active` {head: 1 training, 0 stopped}
+        (None: every head trains)."""
         raise NotImplementedError
+
+    def head_variables(self, head: str) -> list:
+        """This balancer's variables only `head`'s term reads (kept when the head stops)."""
+        return []
 
     def gradients(self) -> list:
         """(gradient, variable) pairs the training step adds to the model's own."""
         return []
 
     def after_step(self, model, x, y, w, losses: dict) -> None:
-        """Called in the training step after the optimizer's update (losses: before it)."""
+        """Called in the training step after the optimizer's update (losses: every head's,
+        before it; model.head_active: which heads train)."""
 
     def on_epoch_end(self, logs: dict, prefix) -> None:
         """Called after each epoch with its logs; `prefix(head)` names the head's log keys."""
@@ -59,11 +66,15 @@ class Balancer:
         return dict(self.static)
 
 
+def _on(active, head):
+    return 1.0 if active is None else active[head]
+
+
 class Static(Balancer):
     name = "static"
 
-    def combine(self, losses):
-        return tf.add_n([self.static[h] * v for h, v in losses.items()])
+    def combine(self, losses, active=None):
+        return tf.add_n([_on(active, h) * self.static[h] * v for h, v in losses.items()])
 
 
 class Uncertainty(Balancer):
@@ -77,9 +88,12 @@ class Uncertainty(Balancer):
     def trainable_variables(self):
         return list(self.log_var.values())
 
-    def combine(self, losses):
+    def head_variables(self, head):
+        return [self.log_var[head]]
+
+    def combine(self, losses, active=None):
         terms = [
-            self.static[h] * tf.exp(-self.log_var[h]) * v + self.log_var[h]
+            _on(active, h) * (self.static[h] * tf.exp(-self.log_var[h]) * v + self.log_var[h])
             for h, v in losses.items()
         ]
         return tf.add_n(terms)
@@ -97,8 +111,10 @@ class DynamicWeightAverage(Balancer):
         self.lam = {h: tf.Variable(1.0, trainable=False, name=f"{h}_dwa") for h in self.heads}
         self.history: list[dict] = []
 
-    def combine(self, losses):
-        return tf.add_n([self.static[h] * self.lam[h] * v for h, v in losses.items()])
+    def combine(self, losses, active=None):
+        return tf.add_n(
+            [_on(active, h) * self.static[h] * self.lam[h] * v for h, v in losses.items()]
+        )
 
     def on_epoch_end(self, logs, prefix):
         self.history.append({h: float(logs[f"{prefix(h)}loss"]) for h in self.heads})
@@ -145,12 +161,14 @@ class Famo(Balancer):
 
     def _z(self, active):
         """softmax of the logits over the heads still training (0 for the others)."""
-        mask = tf.constant([h in active for h in self.heads])
+        if active is None:
+            return tf.stop_gradient(tf.nn.softmax(self.logits))
+        mask = tf.stack([active[h] > 0.5 for h in self.heads])
         logits = tf.where(mask, self.logits, tf.fill(tf.shape(self.theta), -1e9))
         return tf.stop_gradient(tf.nn.softmax(logits))
 
-    def combine(self, losses):
-        z = self._z(losses)
+    def combine(self, losses, active=None):
+        z = self._z(active)
         d = {h: v + EPSILON for h, v in losses.items()}
         c = tf.stop_gradient(tf.add_n([z[self.heads.index(h)] / v for h, v in d.items()]))
         terms = [self.static[h] * z[self.heads.index(h)] * tf.math.log(v) / c for h, v in d.items()]
@@ -166,18 +184,11 @@ class Famo(Balancer):
     def after_step(self, model, x, y, w, losses):
         """Each head's log-loss decrease on this batch, through the softmax's Jacobian: the
         logits' gradient, kept for the next step."""
-        if not losses:
-            return
         after = model.head_losses(y, model(x, training=False), w)
         delta = tf.stack(
-            [
-                tf.math.log(losses[h] + EPSILON) - tf.math.log(after[h] + EPSILON)
-                if h in losses
-                else tf.constant(0.0)
-                for h in self.heads
-            ]
+            [tf.math.log(losses[h] + EPSILON) - tf.math.log(after[h] + EPSILON) for h in self.heads]
         )
-        z = self._z(losses)
+        z = self._z(model.head_active)
         self.pending.assign(tf.stop_gradient(z * (delta - tf.reduce_sum(z * delta))))
 
     def weights(self):

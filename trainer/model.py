@@ -6,9 +6,11 @@ output, each with its own loss, loss weight and metrics.
 
 Its training step (MultiHeadModel) combines the heads' losses by the spec's loss balancing
 (trainer/balancing.py) and leaves out every head that has stopped (trainer/selection.py): such a
-head has no term in the objective, so it sends no gradient into the shared layers, and its own
-layers are not updated. Validation and the reported `loss` / `<head>_loss` stay the spec's static
-weighted sum, whatever the balancing, so they compare across modes.
+head's term in the objective is weighed 0 (a variable, so stopping a head retraces nothing), so it
+sends no gradient into the shared layers, and its own layers keep their values (their optimizer
+state is reset, so a zero gradient moves them by exactly 0). Validation and the reported `loss` /
+`<head>_loss` stay the spec's static weighted sum, whatever the balancing, so they compare across
+modes.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class MultiHeadModel(keras.Model):
     `configure` is called it trains as a plain Keras model would."""
 
     balancer = None
+    kept = None  # {id(variable): (variable, value)} of the stopped heads' own variables
 
     def configure(self, spec: Spec, info: FeatureInfo, balancer) -> None:
         """After compile, under the strategy's scope."""
@@ -99,8 +102,17 @@ class MultiHeadModel(keras.Model):
         for name, value in (
             ("balancer", balancer),
             ("stopped", set()),
+            ("kept", {}),
             ("_loss_objects", losses),
             ("head_variables", {h.name: head_variables(self, h.name) for h in spec.outputs}),
+            # 1 while the head trains, 0 once stopped: read by the traced training step.
+            (
+                "head_active",
+                {
+                    h.name: tf.Variable(1.0, trainable=False, name=f"{h.name}_active")
+                    for h in spec.outputs
+                },
+            ),
         ):
             object.__setattr__(self, name, value)
 
@@ -113,18 +125,15 @@ class MultiHeadModel(keras.Model):
         return out
 
     def objective(self, y, y_pred, w):
-        """(the balanced loss of the heads still training, {head: loss} of those heads)."""
+        """(the balanced loss, a stopped head's term weighed 0; {head: loss} of every head)."""
         losses = self.head_losses(y, y_pred, w)
-        active = {h: v for h, v in losses.items() if h not in self.stopped}
-        total = self.balancer.combine(active) if active else tf.constant(0.0)
+        total = self.balancer.combine(losses, self.head_active)
         if self.losses:
             total += tf.add_n(self.losses)
-        return total, {h: losses[h] for h in active}
+        return total, losses
 
     def training_variables(self) -> list:
-        frozen = {id(v) for h in self.stopped for v in self.head_variables[h]}
-        own = [v for v in self.trainable_variables if id(v) not in frozen]
-        return own + self.balancer.trainable_variables()
+        return self.trainable_variables + self.balancer.trainable_variables()
 
     def train_step(self, data):
         if self.balancer is None:
@@ -132,25 +141,50 @@ class MultiHeadModel(keras.Model):
         x, y, w = data
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            total, active = self.objective(y, y_pred, w)
+            total, losses = self.objective(y, y_pred, w)
             scaled = scale_loss_for_distribution(total)
         grads = self.optimizer.compute_gradients(scaled, self.training_variables(), tape)
         self.optimizer.apply_gradients(grads + self.balancer.gradients())
-        self.balancer.after_step(self, x, y, w, active)
+        self.balancer.after_step(self, x, y, w, losses)
         self.compiled_loss(y, y_pred, w, regularization_losses=self.losses)  # the logged losses
         return self.compute_metrics(x, y, y_pred, w)
 
-    def stop_heads(self, weights: dict, retrace: bool = True) -> None:
+    def stop_heads(self, weights: dict) -> None:
         """From the next step on, each head of `weights` ({head: a get_weights() of this model})
-        has no term in the objective and its own layers keep their values there. `retrace`:
-        trace the training step anew (not needed when training ends here)."""
+        weighs 0 in the objective and its own layers (and its balancer's variables) keep their
+        values: set to those of `weights`, with their optimizer state reset."""
         index = {id(v): i for i, v in enumerate(self.weights)}
         for head, values in weights.items():
-            for v in self.head_variables[head]:
+            own = self.head_variables[head]
+            for v in own:
                 v.assign(values[index[id(v)]])
+                self.kept[id(v)] = (v, values[index[id(v)]])
+            reset_optimizer_state(self.optimizer, own + self.balancer.head_variables(head))
+            self.head_active[head].assign(0.0)
             self.stopped.add(head)
-        if retrace:
-            self.train_function = self.make_train_function(force=True)
+
+    def restore_kept(self) -> None:
+        """The stopped heads' own variables back to the values they stopped with: the weights'
+        moving average (trainer/averaging.py) still updates them, off by a rounding error."""
+        for v, value in (self.kept or {}).values():
+            v.assign(value)
+
+
+def reset_optimizer_state(optimizer, variables) -> None:
+    """Zeroes Adam's moments of `variables` (if it has made them): with a zero gradient from then
+    on, Adam moves them by exactly 0 (its step is the first moment over the second's root)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # under a LossScaleOptimizer
+    if not getattr(inner, "_built", False):
+        return
+    if not hasattr(inner, "_momentums"):
+        raise TypeError(f"stopping a head needs Adam's moments; {type(inner).__name__} has none")
+    moments = [inner._momentums, inner._velocities]
+    if getattr(inner, "amsgrad", False):
+        moments.append(inner._velocity_hats)
+    for v in variables:
+        i = inner._index_dict[inner._var_key(v)]
+        for slots in moments:
+            slots[i].assign(tf.zeros_like(slots[i]))
 
 
 def head_variables(model: keras.Model, head: str) -> list:

@@ -4,11 +4,12 @@
   training stops `early_stopping_patience` epochs after it.
 - per_head: each head watches its own primary metric on the validation split (its loss when
   the spec does not report that metric). `early_stopping_patience` epochs after its best, the head
-  stops: its own layers go back to their best epoch's values and it leaves the objective (no
-  gradient into the shared layers, see MultiHeadModel.stop_heads); the others train on. Training
-  ends when every head has stopped (or after `epochs`). Each head is then served with the whole
-  network as it was at that head's best epoch: when heads peaked at different epochs, the
-  exported model holds one copy of the towers and trunk per distinct best epoch (`selected`).
+  stops: its own layers go back to their best epoch's values and it weighs 0 in the objective
+  (no gradient into the shared layers, no retracing: see MultiHeadModel.stop_heads); the others
+  train on. Training ends when every head has stopped (or after `epochs`). Each head is then
+  served with the whole network as it was at that head's best epoch: when heads peaked at
+  different epochs, the exported model holds one copy of the towers and trunk per distinct best
+  epoch (`selected`).
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class PerHeadSelection(keras.callbacks.Callback):
                 )
         done = len(self.stopped_at) == len(self.watch)
         if stopping:
-            self.model.stop_heads(stopping, retrace=not done)
+            self.model.stop_heads(stopping)
         keep = set(self.best_epoch.values())
         self.snapshots = {e: w for e, w in self.snapshots.items() if e in keep}
         if done:

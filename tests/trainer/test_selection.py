@@ -57,6 +57,17 @@ class Weights(tf_keras.callbacks.Callback):
         self.at.append(self.model.get_weights())
 
 
+class TrainFunctions(tf_keras.callbacks.Callback):
+    """The training step Keras calls in each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(self.model.train_function)
+
+
 def values(model, variables):
     index = {id(v): i for i, v in enumerate(model.weights)}
     return [index[id(v)] for v in variables]
@@ -82,18 +93,26 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
         }
     )
     weights, selection = Weights(), PerHeadSelection(spec, patience=2)
+    functions = TrainFunctions()
     steps = sum(1 for _ in train_ds)
     model.fit(
         train_ds,
         validation_data=valid_ds,
         epochs=6,
-        callbacks=[script, weights, selection, AverageWeights(steps)],  # as train() has them
+        callbacks=[script, weights, selection, AverageWeights(steps), functions],  # as train()
         verbose=0,
     )
 
     assert selection.epochs() == {"meter": 6, "oscar": 2, "genre": 6}
     assert selection.stopped_at == {"oscar": 3}  # 0-based: after the 4th epoch
     assert model.stopped == {"oscar"}
+    assert {h: float(v.numpy()) for h, v in model.head_active.items()} == {
+        "meter": 1.0,
+        "oscar": 0.0,
+        "genre": 1.0,
+    }
+    # Stopping a head traced no new training step: one function for all six epochs.
+    assert len(functions.seen) == 6 and all(f is functions.seen[0] for f in functions.seen)
     oscar = values(model, model.head_variables["oscar"])
     assert len(oscar) == 4  # its hidden and output layers' kernels and biases; nothing shared
     now = model.get_weights()
@@ -103,8 +122,8 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
     trunk = values(model, model.get_layer("trunk_0").trainable_weights)
     assert not np.array_equal(now[trunk[0]], weights.at[3][trunk[0]])  # the others trained on
 
-    # The objective has no term of the stopped head: its output gets no gradient, and the shared
-    # layers' gradient is the same whatever its labels say.
+    # The stopped head's term weighs 0: its own layers get a zero gradient, and the shared layers'
+    # gradient is the same whatever its labels say.
     x, y, w = next(iter(make_dataset(movies.train_files, spec, movies.info, 32)))
     flipped = dict(y, oscar=1.0 - y["oscar"])
 
@@ -112,18 +131,23 @@ def test_a_stopped_head_keeps_its_best_weights_and_sends_no_gradient(movies, two
         def step(x, labels, w):
             with tf.GradientTape() as tape:
                 out = model(x, training=False)
-                total, active = model.objective(labels, out, w)
+                total, _ = model.objective(labels, out, w)
             shared = model.get_layer("trunk_0").trainable_weights
-            return tape.gradient(total, [out["oscar"], out["meter"], *shared]), sorted(active)
+            own = model.head_variables["oscar"]
+            return tape.gradient(total, [out["meter"], *own, *shared])
 
-        per_replica, active = strategy.run(step, args=(x, labels, w))
-        return [strategy.experimental_local_results(g) for g in per_replica], active
+        per_replica = strategy.run(step, args=(x, labels, w))
+        return [strategy.experimental_local_results(g) for g in per_replica]
 
-    (oscar_out, meter_out, *shared), active = gradients(y)
-    assert active == ["genre", "meter"]
-    assert all(g is None for g in oscar_out)
-    assert all(float(tf.reduce_max(tf.abs(g))) > 0 for g in meter_out)
-    _, _, *shared_flipped = gradients(flipped)[0]
+    def largest(per_replica):
+        return max(float(tf.reduce_max(tf.abs(g))) for g in per_replica)
+
+    own = len(model.head_variables["oscar"])
+    meter_out, *rest = gradients(y)
+    oscar_own, shared = rest[:own], rest[own:]
+    assert own == 4 and all(largest(g) == 0 for g in oscar_own)
+    assert largest(meter_out) > 0
+    shared_flipped = gradients(flipped)[1 + own :]
     for a, b in zip(shared, shared_flipped, strict=True):
         for ra, rb in zip(a, b, strict=True):
             assert np.array_equal(ra.numpy(), rb.numpy())
@@ -265,6 +289,10 @@ def test_uncertainty_weighs_each_loss_by_its_learned_variance():
     balancer.log_var["a"].assign(np.log(4.0))
     total = balancer.combine({"a": tf.constant(8.0), "b": tf.constant(3.0)})
     assert float(total) == pytest.approx(8.0 / 4 + np.log(4.0) + 2.0 * 3.0)
+    # A stopped head (0 in `active`) has no term, its variance's neither.
+    stopped = {"a": tf.constant(0.0), "b": tf.constant(1.0)}
+    total = balancer.combine({"a": tf.constant(8.0), "b": tf.constant(3.0)}, stopped)
+    assert float(total) == pytest.approx(2.0 * 3.0)
     assert balancer.weights() == pytest.approx({"a": 0.25, "b": 2.0})
 
 
