@@ -191,6 +191,12 @@ def create_pipeline(
         if train_steps
         else None
     )
+    # What the Tuner, the Trainer and the boosted trees read: the Transform output and the schema.
+    transformed = {
+        "examples": transform.outputs["transformed_examples"],
+        "transform_graph": transform.outputs["transform_graph"],
+        "schema": schema_gen.outputs["schema"],
+    }
     # Early stopping, model selection and the Tuner's trials watch the validation split, never
     # eval.
     validation = trainer_pb2.EvalArgs(splits=["validation"], num_steps=None)
@@ -200,18 +206,14 @@ def create_pipeline(
     if spec.tuning["trials"]:
         tuner = Tuner(
             tuner_fn=TUNER_FN,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
+            **transformed,
             train_args=train_args,
             eval_args=validation,
             custom_config={"spec": training_dict, "code": code_fingerprint(TRAINER_CODE)},
         )
     trainer = Trainer(
         run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
+        **transformed,
         hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
         train_args=train_args,
         eval_args=validation,
@@ -251,9 +253,7 @@ def create_pipeline(
     if "gbdt" in spec.evaluation["baselines"]:
         boosted = Trainer(
             run_fn=BOOSTED_RUN_FN,
-            examples=transform.outputs["transformed_examples"],
-            transform_graph=transform.outputs["transform_graph"],
-            schema=schema_gen.outputs["schema"],
+            **transformed,
             eval_args=validation,
             # The trees read the transformed data and the seed only: other training or model
             # settings reuse them from the cache.

@@ -23,8 +23,9 @@ from trainer.tuning import best_values, decoded, tuned
 def run_fn(fn_args) -> None:
     spec = Spec.from_dict(fn_args.custom_config["spec"])
     # The Tuner's best values (TFX's best_hyperparameters artifact), when a Tuner ran.
-    hyperparameters = decoded(spec, best_values(fn_args.hyperparameters))
-    spec = tuned(spec, hyperparameters)
+    values = best_values(fn_args.hyperparameters)
+    spec = tuned(spec, values)
+    hyperparameters = decoded(spec, values)
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = os.path.join(fn_args.model_run_dir, "logs")
     # Unseeded, one run of the 400-row fixture scored the oscar head's eval AUC 0.06 (others

@@ -36,13 +36,19 @@ def _as_json(values: list) -> bool:
     return len(kinds) > 1 or not kinds <= {int, float, str}
 
 
-def current(spec: Spec, key: str):
+def _option(key: str) -> tuple[str, str]:
+    """("training" | "model", the option's name) of a space key such as `model.dropout`."""
     section, _, name = key.partition(".")
+    return section, name
+
+
+def current(spec: Spec, key: str):
+    section, name = _option(key)
     return getattr(spec, section)[name]
 
 
 def _check(key: str):
-    section, _, name = key.partition(".")
+    section, name = _option(key)
     return SEARCHABLE[section][name].check
 
 
@@ -91,7 +97,7 @@ def tuned(spec: Spec, values: dict | None) -> Spec:
     sections = {"training": dict(spec.training), "model": dict(spec.model)}
     space = spec.tuning["space"]
     for key, value in values.items():
-        section, _, name = key.partition(".")
+        section, name = _option(key)
         if key not in space or name not in sections.get(section, {}):
             raise ValueError(f"{key!r} is not in the spec's tuning.space ({', '.join(space)})")
         choices = searched(spec, key)
@@ -101,11 +107,10 @@ def tuned(spec: Spec, values: dict | None) -> Spec:
     return dataclasses.replace(spec, **sections)
 
 
-def decoded(spec: Spec, values: dict) -> dict:
-    """{option: the value trained with} for KerasTuner's `values` (lists as lists, booleans as
-    booleans): what the training report, the model card and MLflow record."""
-    trained = tuned(spec, values)
-    return {key: current(trained, key) for key in values}
+def decoded(trained: Spec, keys) -> dict:
+    """{option: the value trained with} of the space's `keys` in the `tuned` spec (lists as lists,
+    booleans as booleans): what the training report, the model card and MLflow record."""
+    return {key: current(trained, key) for key in keys}
 
 
 def best_values(hyperparameters_config: dict | None) -> dict:

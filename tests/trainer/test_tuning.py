@@ -98,7 +98,7 @@ def test_the_first_trial_is_the_specs_own_values_whatever_the_space(
     hp = hyperparameters(spec)
     assert hp.values == {key: first}
     assert tuned(spec, hp.values) == spec  # trial 0 trains the spec as written
-    assert decoded(spec, {key: other}) == {key: trained}
+    assert decoded(tuned(spec, {key: other}), [key]) == {key: trained}
     assert current(tuned(spec, {key: other}), key) == trained
     assert type(current(tuned(spec, {key: other}), key)) is type(trained)
     if isinstance(space[key], dict):
@@ -222,7 +222,7 @@ def test_tfx_tuner_searches_the_spec_and_the_trainer_trains_its_best(movies_prep
     with open(tmp_path / "model_run" / TRAINING_REPORT_FILE) as f:
         report = json.load(f)
     # Recorded as trained: the trunk as a list, not KerasTuner's JSON text of it.
-    assert report["hyperparameters"] == decoded(spec, {k: winner[k] for k in SPACE})
+    assert report["hyperparameters"] == decoded(tuned(spec, {k: winner[k] for k in SPACE}), SPACE)
     assert isinstance(report["hyperparameters"]["model.trunk_units"], list)
     # The SavedModel carries them (the registry's card and MLflow's params read them there).
     with open(tmp_path / "model" / "Format-Serving" / HYPERPARAMETERS_FILE) as f:
